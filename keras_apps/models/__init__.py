@@ -1,0 +1,3 @@
+"""Architecture families, one module per family; importing this package registers them."""
+
+from keras_apps.models import nin, resnet, vgg  # noqa: F401
