@@ -139,9 +139,10 @@ def global_pool(x, pooling):
     return x
 
 
-def finish(inputs, outputs, *, name: str, weights) -> keras.Model:
-    """Makes the functional model and loads ``weights`` (a local file) into it."""
-    model = keras.Model(inputs, outputs, name=name)
+def finish(inputs, outputs, *, model_name: str, name: str | None, weights) -> keras.Model:
+    """Makes the functional model (named ``name`` or the registry name ``model_name``) and
+    loads ``weights`` (a local file) into it."""
+    model = keras.Model(inputs, outputs, name=name or model_name)
     if weights is not None:
         load_weights(model, weights)
     return model

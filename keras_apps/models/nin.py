@@ -118,7 +118,7 @@ def nin_cifar(
         classifier_activation=classifier_activation,
         names=("conv3", "cccp5", "cccp6"),
     )
-    return _common.finish(inputs, x, name=name or "nin_cifar", weights=weights)
+    return _common.finish(inputs, x, model_name="nin_cifar", name=name, weights=weights)
 
 
 @register_model(
@@ -178,4 +178,4 @@ def nin_imagenet(
         classifier_activation=classifier_activation,
         names=("conv4", "cccp7", "cccp8"),
     )
-    return _common.finish(inputs, x, name=name or "nin_imagenet", weights=weights)
+    return _common.finish(inputs, x, model_name="nin_imagenet", name=name, weights=weights)

@@ -151,7 +151,7 @@ def _resnet(
         classes=classes,
         classifier_activation=classifier_activation,
     )
-    return _common.finish(inputs, x, name=name or model_name, weights=weights)
+    return _common.finish(inputs, x, model_name=model_name, name=name, weights=weights)
 
 
 def _features(blocks):

@@ -65,7 +65,7 @@ def _vgg(
         x = keras.layers.Dense(classes, activation=classifier_activation, name="predictions")(x)
     else:
         x = _common.global_pool(x, pooling)
-    return _common.finish(inputs, x, name=name or model_name, weights=weights)
+    return _common.finish(inputs, x, model_name=model_name, name=name, weights=weights)
 
 
 def _features(convs_per_block):
