@@ -149,7 +149,7 @@ def model_info(name: str) -> dict:
     return get_spec(name).info()
 
 
-def build(name: str, **overrides):
+def build(name: str, /, **overrides):
     """Builds the registered model ``name``; keywords override the builder defaults.
 
     Example: ``keras_apps.build("resnet50", classes=10, input_shape=(64, 64, 3))``.
