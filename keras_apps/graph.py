@@ -72,4 +72,5 @@ def feature_extractor(
     if not layers:
         raise ValueError("`layers` must name at least one layer.")
     outputs = {key: get_layer(model, layer_name).output for key, layer_name in layers.items()}
-    return keras.Model(model.inputs, outputs, name=name or f"{model.name}_features")
+    inputs = model.inputs[0] if len(model.inputs) == 1 else model.inputs
+    return keras.Model(inputs, outputs, name=name or f"{model.name}_features")

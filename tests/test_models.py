@@ -1,0 +1,91 @@
+"""The all-models test (timm's test_models.py): every registered builder, small inputs."""
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+import keras
+import keras_apps
+
+BIG = 30_000_000  # parameter count above which a model's tests are marked slow
+
+
+def _params(name):
+    spec = keras_apps.get_spec(name)
+    marks = [pytest.mark.slow] if spec.params > BIG else []
+    return pytest.param(name, marks=marks, id=name)
+
+
+ALL = [_params(name) for name in keras_apps.list_models()]
+
+
+def _small_input(name, batch=2, seed=0):
+    spec = keras_apps.get_spec(name)
+    size = max(spec.min_size, 32)
+    shape = (size, size, spec.input_shape[-1])
+    images = np.random.RandomState(seed).uniform(-1, 1, (batch, *shape)).astype("float32")
+    return shape, images
+
+
+def test_registry_is_populated():
+    names = keras_apps.list_models()
+    assert len(names) >= 14
+    for family in ("nin", "vgg", "resnet"):
+        assert any(keras_apps.model_info(n)["family"] == family for n in names)
+
+
+@pytest.mark.parametrize("name", ALL)
+def test_forward_backward_and_keras_round_trip(name, tmp_path):
+    shape, images = _small_input(name)
+    model = keras_apps.build(name, input_shape=shape, classes=5)
+    assert model.name == name
+    out = model(images, training=False)
+    assert out.shape == (2, 5)
+    assert np.all(np.isfinite(out))
+    np.testing.assert_allclose(np.sum(out, axis=-1), 1.0, rtol=1e-5)  # softmax top
+
+    labels = np.array([1, 3])
+    with tf.GradientTape() as tape:
+        loss = keras.losses.sparse_categorical_crossentropy(labels, model(images, training=True))
+    grads = tape.gradient(loss, model.trainable_weights)
+    missing = [w.path for w, g in zip(model.trainable_weights, grads) if g is None]
+    assert not missing, f"no gradient for {missing}"
+    assert all(np.all(np.isfinite(g)) for g in grads)
+
+    path = tmp_path / f"{name}.keras"
+    model.save(path)  # after the training-mode call updated the BN statistics
+    loaded = keras.saving.load_model(path, safe_mode=True)
+    np.testing.assert_array_equal(loaded(images, training=False), model(images, training=False))
+
+
+@pytest.mark.parametrize("name", ALL)
+def test_declared_metadata_matches_built_model(name):
+    info = keras_apps.model_info(name)
+    model = keras_apps.build(name)
+    assert model.count_params() == info["params"]
+    assert tuple(model.inputs[0].shape[1:]) == info["input_shape"]
+    assert model.outputs[0].shape[-1] == info["classes"]
+    for layer_name in info["feature_layers"].values():
+        model.get_layer(layer_name)  # every declared stage exists
+
+
+@pytest.mark.parametrize("name", ALL)
+def test_feature_extractor_returns_named_stages(name):
+    shape, images = _small_input(name, batch=1)
+    features = keras_apps.feature_extractor(name, input_shape=shape)
+    outputs = features(images)
+    assert list(outputs) == list(keras_apps.model_info(name)["feature_layers"])
+    sizes = [int(v.shape[1]) for v in outputs.values()]
+    assert sizes == sorted(sizes, reverse=True)  # stages never grow spatially
+
+
+@pytest.mark.parametrize("name", ALL)
+def test_headless_pooling(name):
+    shape, images = _small_input(name, batch=1)
+    model = keras_apps.build(name, input_shape=shape, include_top=False, pooling="avg")
+    assert len(model.outputs[0].shape) == 2
+    unpooled = keras_apps.build(name, input_shape=shape, include_top=False)
+    model.set_weights(unpooled.get_weights())
+    np.testing.assert_allclose(
+        model(images), np.mean(unpooled(images), axis=(1, 2)), rtol=1e-5, atol=1e-6
+    )
