@@ -1,0 +1,204 @@
+"""What every source shares: :class:`DatasetInfo`, errors, data roots, the cache folder and
+the array helpers (stratified split, class-balanced ``limit``, indexed tf.data reading)."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import pathlib
+import tempfile
+from typing import Callable, Mapping
+
+import numpy as np
+import tensorflow as tf
+
+#: CIFAR-10 / CIFAR-100 training-set statistics in [0, 255] pixel units (fb.resnet.torch;
+#: weiaicunzai/pytorch-cifar100 0.5071, 0.4865, 0.4409 / 0.2673, 0.2564, 0.2762 times 255).
+CIFAR10_MEAN = (125.3, 123.0, 113.9)
+CIFAR10_STD = (63.0, 62.1, 66.7)
+CIFAR100_MEAN = (129.304, 124.070, 112.434)
+CIFAR100_STD = (68.170, 65.392, 70.418)
+#: Per-channel ImageNet statistics in [0, 255] pixel units (the torchvision / timm values
+#: 0.485, 0.456, 0.406 and 0.229, 0.224, 0.225 times 255); the default for large-image sets.
+IMAGENET_MEAN = (123.675, 116.28, 103.53)
+IMAGENET_STD = (58.395, 57.12, 57.375)
+#: Their channel averages, the default for grayscale sets without published statistics.
+IMAGENET_GRAY_MEAN = (114.495,)
+IMAGENET_GRAY_STD = (57.63,)
+
+#: Shorter side of the eval resize is ``crop size / CROP_FRACTION`` (256 for a 224 crop).
+CROP_FRACTION = 0.875
+#: Default crop of the sets whose images vary in size (ImageNet-style sources).
+LARGE_IMAGE_SIZE = (224, 224)
+
+
+class DatasetNotFoundError(FileNotFoundError):
+    """The dataset's files are not where they were looked for; the message says where to
+    put which files."""
+
+
+@dataclasses.dataclass(frozen=True)
+class DatasetInfo:
+    """What a dataset delivers through :func:`keras_apps.data.load`.
+
+    Attributes:
+        name: dataset name as passed to ``load``.
+        num_classes: number of classes of the delivered label (the fine label for
+            ``label="both"``).
+        image_shape: (H, W, C) of the delivered images at the default ``image_size``; the
+            info returned by ``load`` carries the shape actually delivered.
+        class_names: class names, index = label.
+        mean, std: per-channel statistics in [0, 255] pixel units; delivered images are
+            ``(pixels - mean) / std`` (see :func:`normalize`, :func:`denormalize`).
+        splits: the split names ``load`` accepts (tfds sets also take slices such as
+            ``"train[:10%]"``).
+        source: where the examples are read from.
+        num_examples: examples per split, ``None`` where unknown.
+        label: the label choice ("fine", "coarse", "both" or "multi").
+        coarse_class_names: CIFAR-100 coarse names (``label="both"``), else empty.
+        augmentation: training augmentation: "pad_crop" / "pad_crop_flip" (zero-pad by
+            ``pad`` pixels, random crop back to size, random horizontal flip) or
+            "resize_crop_flip" (resize the shorter side to size / 0.875, random crop, flip).
+        pad: zero padding of the random crop at ``image_shape`` (scaled with
+            ``image_size``); 0 for "resize_crop_flip".
+        train_split: the split that ``augment=None`` / ``shuffle=None`` treat as training.
+    """
+
+    name: str
+    num_classes: int
+    image_shape: tuple
+    class_names: list
+    mean: tuple
+    std: tuple
+    splits: tuple
+    source: str
+    num_examples: Mapping = dataclasses.field(default_factory=dict)
+    label: str = "fine"
+    coarse_class_names: list = dataclasses.field(default_factory=list)
+    augmentation: str = "pad_crop_flip"
+    pad: int = 4
+    train_split: str = "train"
+
+
+@dataclasses.dataclass(frozen=True)
+class Source:
+    """A located dataset: its info and how to read one split.
+
+    ``read(split, *, limit, shuffle, seed)`` returns a tf.data.Dataset of ``(image,
+    label)`` with uint8 or float32 images in [0, 255], already shuffled when asked.
+    ``native_shape`` is the stored (H, W, C), ``None`` when images vary in size.
+    ``slicing``: whether tfds split slices ("train[:10%]") are accepted.
+    """
+
+    info: DatasetInfo
+    read: Callable[..., tf.data.Dataset]
+    native_shape: tuple | None
+    slicing: bool = False
+
+
+def repo_root() -> pathlib.Path:
+    """The folder holding the ``keras_apps`` package."""
+    return pathlib.Path(__file__).resolve().parents[2]
+
+
+def data_roots(data_dir=None) -> list[pathlib.Path]:
+    """Data roots in priority order: ``data_dir``, else ``$KERAS_APPS_DATA``, else
+    ``<cwd>/../shared/data`` and ``<repo root>/../shared/data``."""
+    if data_dir is not None:
+        return [pathlib.Path(os.fspath(data_dir)).expanduser()]
+    env = os.environ.get("KERAS_APPS_DATA")
+    if env:
+        return [pathlib.Path(env).expanduser()]
+    roots = []
+    for root in (
+        pathlib.Path.cwd().parent / "shared" / "data",
+        repo_root().parent / "shared" / "data",
+    ):
+        root = root.resolve()
+        if root not in roots:
+            roots.append(root)
+    return roots
+
+
+def cache_dir() -> pathlib.Path:
+    """``$KERAS_APPS_CACHE`` or ``~/.cache/keras_apps`` (decoded-array caches)."""
+    env = os.environ.get("KERAS_APPS_CACHE")
+    return pathlib.Path(env).expanduser() if env else pathlib.Path.home() / ".cache" / "keras_apps"
+
+
+def save_npz_atomic(path: pathlib.Path, **arrays) -> None:
+    """Writes ``arrays`` to ``path`` through a temporary file and ``os.replace``, so a
+    reader never sees a partial file."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name + ".", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            np.savez(f, **arrays)
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+        raise
+
+
+def where_to_put(subfolder: str) -> str:
+    """The sentence telling where a data folder goes."""
+    return (
+        f"<DATA>/{subfolder}/, where <DATA> is `data_dir=` (CLI: --data-dir DIR), else "
+        f"$KERAS_APPS_DATA, else ../shared/data beside the repository"
+    )
+
+
+def stratified_split(labels: np.ndarray, *, test_fraction: float = 0.2, seed: int = 0):
+    """Deterministic stratified split: per class, a ``np.random.RandomState(seed)``
+    permutation of that class's indices puts the first ``floor(n_c * test_fraction + 0.5)``
+    in test. Returns sorted ``(train_indices, test_indices)``."""
+    labels = np.asarray(labels)
+    rng = np.random.RandomState(seed)
+    train, test = [], []
+    for c in np.unique(labels):
+        idx = np.flatnonzero(labels == c)
+        idx = idx[rng.permutation(len(idx))]
+        n_test = int(np.floor(len(idx) * test_fraction + 0.5))
+        test.append(idx[:n_test])
+        train.append(idx[n_test:])
+    return np.sort(np.concatenate(train)), np.sort(np.concatenate(test))
+
+
+def balanced_quotas(class_sizes, limit: int) -> list[int]:
+    """How many of each class a class-balanced ``limit`` takes: round-robin over the
+    classes (in order), skipping exhausted ones, until ``limit`` are taken."""
+    sizes = np.asarray(class_sizes, dtype=np.int64)
+    ranks = np.concatenate([np.arange(s) for s in sizes]) if len(sizes) else np.zeros(0, np.int64)
+    owners = np.repeat(np.arange(len(sizes)), sizes)
+    order = np.lexsort((owners, ranks))[:limit]
+    return np.bincount(owners[order], minlength=len(sizes)).tolist()
+
+
+def balanced_first(labels: np.ndarray, limit: int | None) -> np.ndarray:
+    """Sorted indices of the first examples of each class under :func:`balanced_quotas`."""
+    labels = np.asarray(labels)
+    if limit is None or limit >= len(labels):
+        return np.arange(len(labels))
+    classes = np.unique(labels)
+    per_class = [np.flatnonzero(labels == c) for c in classes]
+    quotas = balanced_quotas([len(i) for i in per_class], limit)
+    return np.sort(np.concatenate([i[:q] for i, q in zip(per_class, quotas)]))
+
+
+def dataset_from_arrays(images: np.ndarray, labels, *, shuffle: bool, seed: int) -> tf.data.Dataset:
+    """``(image, label)`` pairs of in-memory arrays; shuffling permutes indices (the full
+    split, reshuffled every epoch, seeded) so no image is copied into a shuffle buffer.
+    ``labels`` is an array or a dict of arrays."""
+    images = tf.constant(images)
+    labels = tf.nest.map_structure(tf.constant, labels)
+    n = int(images.shape[0])
+    indices = tf.data.Dataset.range(n)
+    if shuffle and n > 1:
+        indices = indices.shuffle(n, seed=seed, reshuffle_each_iteration=True)
+
+    def take(i):
+        return tf.gather(images, i), tf.nest.map_structure(lambda a: tf.gather(a, i), labels)
+
+    return indices.map(take, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)

@@ -1,0 +1,254 @@
+"""Sets read through tensorflow-datasets: ``cifar100``, ``imagenet2012``, ``sun397``,
+``caltech_birds2011``, ``voc`` and any ``tfds:<name>`` with an ``image`` and a class label.
+
+Nothing touches the network unless ``download=True``: the builder must already be prepared
+in one of the looked-at data dirs (``data_dir`` and ``data_dir/tensorflow_datasets`` when
+given, else ``<DATA>/tensorflow_datasets`` and tfds' default ``~/tensorflow_datasets``),
+checked with ``builder.is_prepared()`` before reading. With ``download=True`` an unprepared
+builder is prepared by ``download_and_prepare()`` (which also builds from files placed in
+``<data dir>/downloads/manual``).
+
+Labels: ``label="fine"`` is the ``label`` feature; cifar100 adds ``"coarse"`` (the 20
+superclasses) and ``"both"`` (a dict ``{"fine", "coarse"}`` of int32). VOC is a multi-label
+detection set: ``"fine"`` is the label of the first annotated object (images without objects
+are skipped), ``"multi"`` the 20-way multi-hot float32 vector of the classes present (the
+VOC classification task). Sets of variable-size images use the "resize_crop_flip" policy at
+224x224; ``limit`` takes the first N records (not class-balanced).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import os
+import pathlib
+
+import tensorflow as tf
+
+from keras_apps.data._base import (
+    CIFAR10_MEAN,
+    CIFAR10_STD,
+    CIFAR100_MEAN,
+    CIFAR100_STD,
+    IMAGENET_GRAY_MEAN,
+    IMAGENET_GRAY_STD,
+    IMAGENET_MEAN,
+    IMAGENET_STD,
+    LARGE_IMAGE_SIZE,
+    DatasetInfo,
+    DatasetNotFoundError,
+    Source,
+    data_roots,
+)
+
+#: Shuffle buffers: decoded small images, and encoded large ones (decoded after shuffling).
+SMALL_SHUFFLE_BUFFER = 10_000
+LARGE_SHUFFLE_BUFFER = 1_000
+
+
+@dataclasses.dataclass(frozen=True)
+class TfdsSpec:
+    """How a tfds set is delivered: accepted splits (``None``: the builder's), label
+    choices (first = default), statistics (``None``: ImageNet's) and how to prepare it
+    (``{dir}`` is the tfds data dir)."""
+
+    tfds_name: str
+    splits: tuple | None
+    labels: tuple = ("fine",)
+    mean: tuple | None = None
+    std: tuple | None = None
+    prepare: str = "pass download=True (CLI: --download) to let tfds download and prepare it"
+
+
+SPECS = {
+    "cifar10": TfdsSpec("cifar10", ("train", "test"), mean=CIFAR10_MEAN, std=CIFAR10_STD),
+    "cifar100": TfdsSpec(
+        "cifar100",
+        ("train", "test"),
+        labels=("fine", "coarse", "both"),
+        mean=CIFAR100_MEAN,
+        std=CIFAR100_STD,
+        prepare=(
+            "put cifar-100-binary.tar.gz (https://www.cs.toronto.edu/~kriz/) into "
+            "{dir}/downloads/manual and pass download=True (CLI: --download) to prepare it "
+            "offline, or pass download=True with network access"
+        ),
+    ),
+    "imagenet2012": TfdsSpec(
+        "imagenet2012",
+        ("train", "validation"),
+        prepare=(
+            "put ILSVRC2012_img_train.tar and ILSVRC2012_img_val.tar (from image-net.org) "
+            "into {dir}/downloads/manual and pass download=True (CLI: --download) once to "
+            "prepare them"
+        ),
+    ),
+    "sun397": TfdsSpec("sun397", ("train", "validation", "test")),
+    "caltech_birds2011": TfdsSpec("caltech_birds2011", ("train", "test")),
+    "voc": TfdsSpec("voc", ("train", "validation", "test"), labels=("fine", "multi")),
+}
+
+
+def _tfds():
+    import tensorflow_datasets as tfds
+
+    return tfds
+
+
+def _data_dirs(data_dir) -> list[str | None]:
+    if data_dir is not None:
+        root = pathlib.Path(os.fspath(data_dir)).expanduser()
+        return [str(root), str(root / "tensorflow_datasets")]
+    dirs = [
+        str(r / "tensorflow_datasets") for r in data_roots() if (r / "tensorflow_datasets").is_dir()
+    ]
+    return dirs + [None]
+
+
+def make_builder(tfds_name: str, data_dir=None):
+    """``tfds.builder(tfds_name, data_dir=data_dir)``; unknown names list the closest
+    registered tfds names."""
+    tfds = _tfds()
+    try:
+        return tfds.builder(tfds_name, data_dir=data_dir)
+    except tfds.core.registered.DatasetNotFoundError:
+        close = difflib.get_close_matches(tfds_name, tfds.list_builders(), n=5, cutoff=0.5)
+        hint = f" Closest tfds names: {', '.join(close)}." if close else ""
+        raise ValueError(f"Unknown tfds dataset {tfds_name!r}.{hint}") from None
+
+
+def find_builder(tfds_name: str, *, data_dir=None, download: bool = False):
+    """``(prepared builder or None, data dirs looked in)``. With ``download`` an
+    unprepared builder is prepared in the first data dir."""
+    looked = []
+    for directory in _data_dirs(data_dir):
+        builder = make_builder(tfds_name, directory)
+        looked.append(str(builder.data_dir))
+        if builder.is_prepared():
+            return builder, looked
+    if download:
+        builder = make_builder(tfds_name, _data_dirs(data_dir)[0])
+        builder.download_and_prepare()
+        return builder, looked
+    return None, looked
+
+
+def source(name: str, *, data_dir, label, download) -> Source:
+    """The :class:`Source` of a tfds set: ``name`` is a key of :data:`SPECS` or
+    ``"tfds:<tfds name>"``."""
+    tfds_name = name[len("tfds:") :] if name.startswith("tfds:") else name
+    spec = SPECS.get(name) or TfdsSpec(tfds_name, None)
+    builder, looked = find_builder(spec.tfds_name, data_dir=data_dir, download=download)
+    if builder is None:
+        target = _data_dirs(data_dir)[0] or str(_tfds().core.constants.DATA_DIR)
+        raise DatasetNotFoundError(
+            f"tfds dataset {spec.tfds_name!r} is not prepared in: {', '.join(looked)}. To use "
+            f"it, {spec.prepare.format(dir=target)}; or point data_dir= (CLI: --data-dir DIR) "
+            f"at a tfds data dir holding a prepared copy."
+        )
+    return builder_source(builder, name=name, label=label, spec=spec)
+
+
+def _label_feature(builder, name):
+    info = builder.info
+    keys = info.supervised_keys
+    image_key, label_key = keys if keys and len(keys) == 2 else ("image", "label")
+    features = info.features
+    tfds = _tfds()
+    if (
+        image_key not in features
+        or label_key not in features
+        or not isinstance(features[image_key], tfds.features.Image)
+        or not isinstance(features[label_key], tfds.features.ClassLabel)
+    ):
+        raise ValueError(
+            f"{name!r} is not an image classification set: it needs an Image feature and a "
+            f"ClassLabel feature (supervised keys {keys}); its features are {list(features)}."
+        )
+    return image_key, label_key
+
+
+def builder_source(builder, *, name: str, label: str, spec: TfdsSpec) -> Source:
+    """The :class:`Source` reading a prepared (or mocked) tfds ``builder``."""
+    tfds = _tfds()
+    features = builder.info.features
+    voc = spec.tfds_name == "voc"
+    if voc:
+        image_key, names = "image", list(features["labels"].feature.names)
+    else:
+        image_key, label_key = _label_feature(builder, name)
+        names = list(features[label_key].names)
+    coarse = list(features["coarse_label"].names) if "coarse_label" in features else []
+
+    height, width, channels = features[image_key].shape
+    channels = channels or 3
+    fixed = bool(height and width)
+    if spec.mean is not None:
+        mean, std = spec.mean, spec.std
+    elif channels == 3:
+        mean, std = IMAGENET_MEAN, IMAGENET_STD
+    elif channels == 1:
+        mean, std = IMAGENET_GRAY_MEAN, IMAGENET_GRAY_STD
+    else:
+        raise ValueError(
+            f"{name!r} has {channels}-channel images; only 1 or 3 channels are supported."
+        )
+
+    splits = spec.splits or tuple(builder.info.splits)
+    known = builder.info.splits
+    info = DatasetInfo(
+        name=name,
+        num_classes=len(coarse) if label == "coarse" else len(names),
+        image_shape=(height, width, channels) if fixed else (*LARGE_IMAGE_SIZE, channels),
+        class_names=coarse if label == "coarse" else names,
+        mean=tuple(mean),
+        std=tuple(std),
+        splits=splits,
+        source=f"tfds {builder.info.full_name} in {builder.data_dir}",
+        num_examples={s: (known[s].num_examples if s in known else None) for s in splits},
+        label=label,
+        coarse_class_names=coarse if label == "both" else [],
+        augmentation="pad_crop_flip" if fixed else "resize_crop_flip",
+        pad=max(1, round(height / 8)) if fixed else 0,
+    )
+
+    def extract(example):
+        if voc:
+            if label == "multi":
+                present = tf.one_hot(example["labels"], len(names), dtype=tf.float32)
+                return example[image_key], tf.minimum(tf.reduce_sum(present, axis=0), 1.0)
+            return example[image_key], example["objects"]["label"][0]
+        if label == "both":
+            return example[image_key], {
+                "fine": example[label_key],
+                "coarse": example["coarse_label"],
+            }
+        return example[image_key], example["coarse_label" if label == "coarse" else label_key]
+
+    def decode(image, target):
+        image = tf.io.decode_image(image, channels=channels, expand_animations=False)
+        return tf.ensure_shape(image, (None, None, channels)), target
+
+    def read(split, *, limit, shuffle, seed):
+        decoders = None if fixed else {image_key: tfds.decode.SkipDecoding()}
+        ds = builder.as_dataset(
+            split=split,
+            shuffle_files=bool(shuffle and limit is None),
+            decoders=decoders,
+            read_config=tfds.ReadConfig(shuffle_seed=seed),
+        )
+        if voc and label == "fine":
+            ds = ds.filter(lambda example: tf.size(example["objects"]["label"]) > 0)
+        if limit is not None:
+            ds = ds.take(limit)
+        ds = ds.map(extract, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+        if shuffle:
+            buffer = SMALL_SHUFFLE_BUFFER if fixed else LARGE_SHUFFLE_BUFFER
+            ds = ds.shuffle(min(buffer, limit or buffer), seed=seed, reshuffle_each_iteration=True)
+        if not fixed:
+            ds = ds.map(decode, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+        return ds
+
+    return Source(
+        info=info, read=read, native_shape=info.image_shape if fixed else None, slicing=True
+    )
