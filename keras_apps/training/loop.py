@@ -90,7 +90,8 @@ def learning_rate_schedule(name: str, learning_rate: float, total_steps: int):
     if name == "constant":
         return float(learning_rate)
     if name == "step":
-        boundaries = sorted({max(1, total_steps // 2), max(2, (3 * total_steps) // 4)})
+        # PiecewiseConstantDecay switches after a boundary: step b+1 gets the next value.
+        boundaries = sorted({max(0, total_steps // 2 - 1), max(1, (3 * total_steps) // 4 - 1)})
         values = [learning_rate * 0.1**i for i in range(len(boundaries) + 1)]
         return keras.optimizers.schedules.PiecewiseConstantDecay(boundaries, values)
     return keras.optimizers.schedules.CosineDecay(learning_rate, total_steps)
