@@ -114,7 +114,7 @@ def _cmd_train(args) -> int:
             exported = export.export_model(
                 result.model, fmt, root=args.export_dir, representative_data=representative
             )
-            print(f"exported {fmt}: {exported.path} (verified, max |diff| {exported.max_abs_diff:.2e})")
+            print(f"exported {fmt}: {exported.path} ({_verified(exported)})")
     return 0
 
 
@@ -173,9 +173,16 @@ def _cmd_export(args) -> int:
         representative_data=representative,
         overwrite=args.overwrite,
     )
-    print(f"exported {args.format}: {result.path} ({result.size_bytes:,} bytes); verified: max "
-          f"|diff| {result.max_abs_diff:.2e} (tolerance {result.tolerance:.0e})")
+    print(f"exported {args.format}: {result.path} ({result.size_bytes:,} bytes; {_verified(result)})")
     return 0
+
+
+def _verified(result) -> str:
+    measured = getattr(result, result.criterion)
+    text = f"verified: {result.criterion.replace('_', ' ')} {measured:.2e} <= {result.tolerance:.0e}"
+    if result.agreement is not None:
+        text += f", top-1 agreement {result.agreement:.3f}"
+    return text
 
 
 def _cmd_analyze(args) -> int:
