@@ -8,7 +8,10 @@ before a single layer is built, and errors name the bad value and what is allowe
 from __future__ import annotations
 
 import os
+
 import keras
+
+from keras_apps.models import pretrained
 
 #: Name of every model's image input; it is also the input key of the exported
 #: SavedModel's ``serving_default`` signature.
@@ -33,6 +36,10 @@ def validate_builder_args(
 ) -> tuple:
     """Checks the keras.applications-style arguments; returns the resolved input shape.
 
+    ``weights`` is None, a local ``.keras``/``.weights.h5`` file, or ``"imagenet"`` for the
+    models that keras.applications also has (checked by
+    :func:`keras_apps.models.pretrained.check_imagenet_arguments`).
+
     Args:
         min_size: smallest spatial size the network accepts (the output of its last
             downsampling stage must stay at least 1x1).
@@ -41,18 +48,18 @@ def validate_builder_args(
     """
     if not isinstance(include_top, bool):
         raise TypeError(f"`include_top` must be True or False, got {include_top!r}.")
-    if weights is not None:
+    if weights is not None and weights != "imagenet":
         if isinstance(weights, os.PathLike):
             weights = os.fspath(weights)
         if not isinstance(weights, str):
             raise TypeError(
-                f"`weights` must be None or a path to a .keras or .weights.h5 file, got "
-                f"{type(weights).__name__}: {weights!r}."
+                f"`weights` must be None, 'imagenet' or a path to a .keras or .weights.h5 "
+                f"file, got {type(weights).__name__}: {weights!r}."
             )
         if not (weights.endswith(".keras") or weights.endswith(".weights.h5")):
             raise ValueError(
-                f"`weights` must be None or a path to a .keras or .weights.h5 file, got "
-                f"{weights!r}. No weights are downloaded by {model_name}."
+                f"`weights` must be None, 'imagenet' or a path to a .keras or .weights.h5 "
+                f"file, got {weights!r}."
             )
         if not os.path.isfile(weights):
             raise FileNotFoundError(f"`weights` file {weights!r} does not exist.")
@@ -109,6 +116,15 @@ def validate_builder_args(
             f"{model_name} with `include_top=True` flattens a fixed-size feature map: give a "
             f"full `input_shape` such as {tuple(default_input_shape)}, got {input_shape}."
         )
+    if weights == "imagenet":
+        pretrained.check_imagenet_arguments(
+            model_name=model_name,
+            include_top=include_top,
+            classes=classes,
+            input_shape=input_shape,
+            default_input_shape=tuple(default_input_shape),
+            fixed_size_top=fixed_size_top,
+        )
     return input_shape
 
 
@@ -141,9 +157,12 @@ def global_pool(x, pooling):
 
 def finish(inputs, outputs, *, model_name: str, name: str | None, weights) -> keras.Model:
     """Makes the functional model (named ``name`` or the registry name ``model_name``) and
-    loads ``weights`` (a local file) into it."""
+    loads ``weights`` into it: a local file, or ``"imagenet"`` (fetched through the
+    keras.applications twin and transplanted, see :mod:`keras_apps.models.pretrained`)."""
     model = keras.Model(inputs, outputs, name=name or model_name)
-    if weights is not None:
+    if weights == "imagenet":
+        pretrained.load_imagenet_weights(model, model_name)
+    elif weights is not None:
         load_weights(model, weights)
     return model
 
