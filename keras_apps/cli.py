@@ -88,6 +88,8 @@ def _cmd_train(args) -> int:
     build_kwargs = {}
     if args.width is not None:
         build_kwargs["width"] = args.width
+    if args.aux_logits:
+        build_kwargs["aux_logits"] = True
     result = training.fit(
         args.name,
         args.data,
@@ -240,6 +242,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--image-size", type=_shape, default=None, help="resize images, e.g. 32,32")
     p.add_argument("--limit", type=int, default=None, help="use only the first N images per split")
     p.add_argument("--width", type=float, default=None, help="width multiplier (NIN)")
+    p.add_argument("--aux-logits", action="store_true",
+                   help="train with auxiliary classifiers (GoogLeNet); the saved model has none")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--export", type=lambda s: tuple(s.split(",")), default=(),
                    help="after training, export to these formats, e.g. saved_model,tflite")

@@ -123,3 +123,18 @@ def test_mirrored_strategy_over_two_cpu_replicas(tmp_path):
     assert metrics["replicas"] == 2
     assert np.isfinite(metrics["loss"])
     assert json.loads((tmp_path / "config.json").read_text())["replicas"] == 2
+
+
+def test_googlenet_trains_with_auxiliary_classifiers_and_saves_the_inference_model(tmp_path):
+    result = training.fit(
+        "googlenet", "digits", epochs=1, batch_size=32, limit=64, image_size=(65, 65),
+        strategy="one-device", output_dir=tmp_path, build_kwargs={"aux_logits": True}, verbose=0,
+    )
+    assert {"main_loss", "aux1_loss", "aux2_loss"} <= set(result.history)
+    # Keras reports the total as main + 0.3 * (aux1 + aux2) (GoogLeNet, Sec. 5).
+    h = result.history
+    assert h["loss"][0] == pytest.approx(
+        h["main_loss"][0] + 0.3 * (h["aux1_loss"][0] + h["aux2_loss"][0]), rel=0.05)
+    saved = training.load_model(tmp_path / "model.keras")
+    assert not isinstance(saved.output, dict)
+    assert not any(layer.name.startswith("aux") for layer in saved.layers)

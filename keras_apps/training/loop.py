@@ -8,7 +8,11 @@ momentum (the papers' optimiser) and writes, under ``output_dir``:
   interruption resumes from the last finished epoch;
 - ``checkpoints/last.keras``: the model after every epoch (written atomically);
 - ``history.csv``: per-epoch metrics (appended across resumptions);
-- ``model.keras``: the final model; ``metrics.json``: the final evaluation.
+- ``model.keras``: the final (inference) model; ``metrics.json``: its evaluation.
+
+Training models with auxiliary classifiers (``build("googlenet", aux_logits=True)``) get
+the loss on every output with the paper's weights; the saved model is the inference model
+without them.
 """
 
 from __future__ import annotations
@@ -123,20 +127,46 @@ def compile_for_classification(
     total_steps: int = 1,
     from_logits: bool = False,
     jit_compile="auto",
+    loss_weights: dict | None = None,
 ) -> keras.Model:
-    """SGD with momentum and (decoupled) weight decay, sparse cross-entropy, top-1/top-5."""
+    """SGD with momentum and (decoupled) weight decay, sparse cross-entropy, top-1/top-5.
+
+    ``loss_weights`` (for models with a dict of outputs, e.g. GoogLeNet's training model
+    ``{"main", "aux1", "aux2"}``) puts the loss on every output with these weights and the
+    top-1/top-5 metrics on ``"main"``.
+    """
     optimizer = keras.optimizers.SGD(
         learning_rate=learning_rate_schedule(lr_schedule, learning_rate, total_steps),
         momentum=momentum,
         weight_decay=weight_decay or None,
     )
+    loss = keras.losses.SparseCategoricalCrossentropy(from_logits=from_logits)
+    metrics = _metrics(num_classes)
+    if loss_weights:
+        loss = {key: loss for key in loss_weights}
+        metrics = {"main": metrics}
     model.compile(
         optimizer=optimizer,
-        loss=keras.losses.SparseCategoricalCrossentropy(from_logits=from_logits),
-        metrics=_metrics(num_classes),
+        loss=loss,
+        loss_weights=loss_weights,
+        metrics=metrics,
         jit_compile=jit_compile,
     )
     return model
+
+
+def _auxiliary_loss_weights(model: keras.Model) -> dict | None:
+    """Loss weights of a training model with auxiliary classifiers, None for plain models."""
+    if not isinstance(model.output, dict):
+        return None
+    from keras_apps.models import googlenet
+
+    if set(model.output) != set(googlenet.LOSS_WEIGHTS):
+        raise ValueError(
+            f"Model {model.name!r} has outputs {sorted(model.output)}; fit() trains single-output "
+            f"classifiers and training models with outputs {sorted(googlenet.LOSS_WEIGHTS)}."
+        )
+    return dict(googlenet.LOSS_WEIGHTS)
 
 
 def fit(
@@ -209,6 +239,7 @@ def fit(
             net = registry.build(model, **kwargs)
         else:
             net = model()
+        loss_weights = _auxiliary_loss_weights(net)
         compile_for_classification(
             net,
             num_classes=info.num_classes,
@@ -218,7 +249,15 @@ def fit(
             lr_schedule=lr_schedule,
             total_steps=steps_per_epoch * epochs,
             jit_compile=jit_compile,
+            loss_weights=loss_weights,
         )
+    if loss_weights:
+        # Every output of the training model learns the same labels (GoogLeNet, Sec. 5).
+        def to_targets(images, labels):
+            return images, {key: labels for key in loss_weights}
+
+        train_ds = train_ds.map(to_targets)
+        eval_ds = eval_ds.map(to_targets)
 
     config = {
         "model": name,
@@ -254,6 +293,10 @@ def fit(
         shuffle=False,  # the tf.data pipeline shuffles
         verbose=verbose,
     )
+    if loss_weights:
+        from keras_apps.models import googlenet
+
+        net = googlenet.strip_auxiliary(net)  # the inference model shares the trained weights
     metrics = evaluate(net, data, split=eval_split, batch_size=batch_size, data_dir=data_dir,
                        image_size=image_size, limit=limit, verbose=0)
     metrics["epochs"] = epochs
