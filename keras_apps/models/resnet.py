@@ -42,8 +42,14 @@ def _conv(filters, kernel_size, strides=1, padding="valid", use_bias=True, name=
     )
 
 
-def bottleneck_block(x, filters, strides=1, conv_shortcut=True, use_bias=True, name="block"):
-    """1x1 (stride) -> 3x3 -> 1x1 (4x filters); keras.applications' ``residual_block_v1``."""
+def bottleneck_block(
+    x, filters, strides=1, conv_shortcut=True, use_bias=True, name="block", conv3x3=None
+):
+    """1x1 (stride) -> 3x3 -> 1x1 (4x filters); keras.applications' ``residual_block_v1``.
+
+    ``conv3x3(filters, use_bias=..., name=...)``, if given, makes the middle 3x3 layer (a
+    deformable convolution in the deformable ResNets); the default is a plain Conv2D.
+    """
     if conv_shortcut:
         shortcut = _conv(4 * filters, 1, strides, use_bias=use_bias, name=f"{name}_0_conv")(x)
         shortcut = _bn(f"{name}_0_bn")(shortcut)
@@ -52,7 +58,10 @@ def bottleneck_block(x, filters, strides=1, conv_shortcut=True, use_bias=True, n
     x = _conv(filters, 1, strides, use_bias=use_bias, name=f"{name}_1_conv")(x)
     x = _bn(f"{name}_1_bn")(x)
     x = keras.layers.Activation("relu", name=f"{name}_1_relu")(x)
-    x = _conv(filters, 3, padding="same", use_bias=use_bias, name=f"{name}_2_conv")(x)
+    if conv3x3 is None:
+        x = _conv(filters, 3, padding="same", use_bias=use_bias, name=f"{name}_2_conv")(x)
+    else:
+        x = conv3x3(filters, use_bias=use_bias, name=f"{name}_2_conv")(x)
     x = _bn(f"{name}_2_bn")(x)
     x = keras.layers.Activation("relu", name=f"{name}_2_relu")(x)
     x = _conv(4 * filters, 1, use_bias=use_bias, name=f"{name}_3_conv")(x)
@@ -104,8 +113,14 @@ def _resnet(
     name=None,
     default_input_shape,
     default_classes,
+    stage_conv3x3=None,
 ):
+    """``stage_conv3x3``: optional ``{stage number (2-5): conv3x3 factory}`` replacing the
+    3x3 convolutions of those bottleneck stages (see :func:`bottleneck_block`)."""
     classes = default_classes if classes is None else classes
+    stage_conv3x3 = dict(stage_conv3x3 or {})
+    if stage_conv3x3 and block != "bottleneck":
+        raise ValueError("`stage_conv3x3` applies to bottleneck ResNets only.")
     if shortcut not in ("A", "B"):
         raise ValueError(f"`shortcut` must be 'A' (zero padding) or 'B' (projection), got {shortcut!r}.")
     input_shape = _common.validate_builder_args(
@@ -140,7 +155,10 @@ def _resnet(
             strides = 2 if (index == 1 and stage > 0) else 1
             block_name = f"conv{stage + 2}_block{index}"
             if block == "bottleneck":
-                x = bottleneck_block(x, filters, strides, index == 1, use_bias, block_name)
+                x = bottleneck_block(
+                    x, filters, strides, index == 1, use_bias, block_name,
+                    conv3x3=stage_conv3x3.get(stage + 2),
+                )
             else:
                 x = basic_block(x, filters, strides, shortcut, use_bias, block_name)
 
