@@ -197,8 +197,9 @@ def _cmd_analyze(args) -> int:
         input_size=args.input_size,
         measure=not args.no_measure,
         repeats=args.repeats,
+        progress=print,
     )
-    for kind, path in result.get("files", {}).items():
+    for kind, path in result["paths"].items():
         print(f"{kind}: {path}")
     return 0
 

@@ -82,3 +82,14 @@ def _digits_images():
 
     ds, _ = kdata.load("digits", "test", batch_size=8, augment=False, shuffle=False, limit=8)
     return ds.unbatch()
+
+
+def test_analyze_writes_the_table_and_charts(tmp_path, capsys):
+    out = tmp_path / "analysis"
+    assert cli.main(["analyze", "resnet20_cifar", "--batch-sizes", "1,2", "--repeats", "1",
+                     "--output", str(out)]) == 0
+    printed = capsys.readouterr().out
+    for name in ("analysis.md", "analysis.csv"):
+        assert (out / name).is_file() and name in printed
+    assert len(list(out.glob("*.png"))) == 3  # operations, memory and latency charts
+    assert "resnet20_cifar" in (out / "analysis.md").read_text()
