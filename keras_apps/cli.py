@@ -114,7 +114,8 @@ def _cmd_train(args) -> int:
             if fmt == "tflite_int8":
                 representative = _representative(args.data, args.data_dir, args.image_size)
             exported = export.export_model(
-                result.model, fmt, root=args.export_dir, representative_data=representative
+                result.model, fmt, root=args.export_dir, representative_data=representative,
+                overwrite=args.overwrite,
             )
             print(f"exported {fmt}: {exported.path} ({_verified(exported)})")
     return 0
@@ -249,6 +250,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--export", type=lambda s: tuple(s.split(",")), default=(),
                    help="after training, export to these formats, e.g. saved_model,tflite")
     p.add_argument("--export-dir", default="saved_models", help="where exports land")
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace earlier exports of this model (only after the new ones verify)")
     p.set_defaults(func=_cmd_train)
 
     p = sub.add_parser("evaluate", help="top-1/top-5 error of a .keras model")
@@ -293,6 +296,9 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     try:
         return args.func(args)
+    except FileExistsError as err:
+        print(f"keras-apps {args.command}: error: {err} (command line: --overwrite)", file=sys.stderr)
+        return 2
     except (ValueError, FileNotFoundError) as err:
         print(f"keras-apps {args.command}: error: {err}", file=sys.stderr)
         return 2

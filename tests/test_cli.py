@@ -93,3 +93,16 @@ def test_analyze_writes_the_table_and_charts(tmp_path, capsys):
         assert (out / name).is_file() and name in printed
     assert len(list(out.glob("*.png"))) == 3  # operations, memory and latency charts
     assert "resnet20_cifar" in (out / "analysis.md").read_text()
+
+
+def test_an_existing_export_is_kept_and_the_error_names_the_flag(tmp_path, capsys):
+    args = ["export", "resnet20_cifar", "--format", "keras", "--classes", "3",
+            "--root", str(tmp_path)]
+    assert cli.main(args) == 0
+    before = (tmp_path / "resnet20_cifar.keras").read_bytes()
+    capsys.readouterr()
+    assert cli.main(args) == 2
+    err = capsys.readouterr().err
+    assert "already exists" in err and "--overwrite" in err
+    assert (tmp_path / "resnet20_cifar.keras").read_bytes() == before
+    assert cli.main([*args, "--overwrite"]) == 0
