@@ -285,8 +285,12 @@ def _operations_chart(path, rows):
     ax.scatter(xs, ys, s=sizes, alpha=0.45, edgecolors="k")
     _label_points(ax, xs, ys, [row["name"] for row in rows])
     if all(x > 0 for x in xs) and all(y > 0 for y in ys):
+        from matplotlib.ticker import NullFormatter
+
         ax.set_xscale("log")
         ax.set_yscale("log")
+        for axis in (ax.xaxis, ax.yaxis):
+            axis.set_minor_formatter(NullFormatter())  # decade labels only, no overlapping ones
     ax.set_xlabel("operations (G multiply-accumulates per image)")
     ax.set_ylabel("parameters (millions)")
     ax.set_title("Parameters vs operations, all models")
