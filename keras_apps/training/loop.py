@@ -190,8 +190,9 @@ def fit(
     callbacks=(),
     verbose="auto",
 ) -> TrainResult:
-    """Trains ``model`` (a registry name, or a function returning a new compiled-or-not
-    ``keras.Model``) on dataset ``data`` and evaluates it on the test split.
+    """Trains ``model`` (a registry name, or a function returning a new ``keras.Model``,
+    called inside the strategy's scope) on dataset ``data`` and evaluates it on the test
+    split. ``fit`` compiles the model (:func:`compile_for_classification`).
 
     The model is built inside ``strategy.scope()`` with the dataset's image shape and class
     count (``build_kwargs`` override them). Re-running with the same ``output_dir`` after
