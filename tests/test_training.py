@@ -34,7 +34,7 @@ def test_fit_writes_the_run_directory(tmp_path):
     reloaded = training.load_model(run / "model.keras")
     images = np.random.RandomState(0).rand(3, 32, 32, 1).astype("float32")
     np.testing.assert_array_equal(reloaded(images), result.model(images))
-    assert not list(run.rglob(".*.tmp")), "temporary files left behind"
+    assert not list(run.rglob(".*")), "temporary files left behind"
 
 
 def test_training_reduces_the_loss_on_real_digits(tmp_path):

@@ -6,11 +6,12 @@ from __future__ import annotations
 import dataclasses
 import os
 import pathlib
-import tempfile
 from typing import Callable, Mapping
 
 import numpy as np
 import tensorflow as tf
+
+from keras_apps._atomic import atomic_file
 
 #: CIFAR-10 / CIFAR-100 training-set statistics in [0, 255] pixel units (fb.resnet.torch;
 #: weiaicunzai/pytorch-cifar100 0.5071, 0.4865, 0.4409 / 0.2673, 0.2564, 0.2762 times 255).
@@ -127,19 +128,10 @@ def cache_dir() -> pathlib.Path:
 
 
 def save_npz_atomic(path: pathlib.Path, **arrays) -> None:
-    """Writes ``arrays`` to ``path`` through a temporary file and ``os.replace``, so a
-    reader never sees a partial file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name + ".", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
+    """Writes ``arrays`` to ``path`` atomically, so a reader never sees a partial file."""
+    with atomic_file(path) as tmp:
+        with open(tmp, "wb") as f:
             np.savez(f, **arrays)
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
 
 
 def where_to_put(subfolder: str) -> str:

@@ -147,6 +147,23 @@ def pooled_head(x, *, include_top, pooling, classes, classifier_activation, drop
     return global_pool(x, pooling)
 
 
+def check_rate(argument: str, value) -> None:
+    """Dropout-like rates must lie in [0, 1)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0.0 <= value < 1.0:
+        raise ValueError(f"`{argument}` must be in [0, 1), got {value!r}.")
+
+
+def fully_connected_head(x, *, units, names, dropout, dropout_names, classes, classifier_activation):
+    """Flatten, then ReLU dense layers of ``units`` (each followed by dropout when
+    ``dropout`` > 0) and the classifier named ``predictions`` (AlexNet, VGG)."""
+    x = keras.layers.Flatten(name="flatten")(x)
+    for width, name, dropout_name in zip(units, names, dropout_names):
+        x = keras.layers.Dense(width, activation="relu", name=name)(x)
+        if dropout:
+            x = keras.layers.Dropout(dropout, name=dropout_name)(x)
+    return keras.layers.Dense(classes, activation=classifier_activation, name="predictions")(x)
+
+
 def global_pool(x, pooling):
     if pooling == "avg":
         return keras.layers.GlobalAveragePooling2D(name="avg_pool")(x)

@@ -77,8 +77,7 @@ def alexnet(
         min_size=67,
         fixed_size_top=True,
     )
-    if not 0.0 <= dropout < 1.0:
-        raise ValueError(f"`dropout` must be in [0, 1), got {dropout!r}.")
+    _common.check_rate("dropout", dropout)
     inputs, x = _common.image_input(input_shape, input_tensor)
 
     x = _conv(96, 11, "conv1", strides=4, padding="valid")(x)
@@ -93,12 +92,11 @@ def alexnet(
     x = keras.layers.MaxPooling2D(3, strides=2, name="pool5")(x)
 
     if include_top:
-        x = keras.layers.Flatten(name="flatten")(x)
-        for index in (6, 7):
-            x = keras.layers.Dense(4096, activation="relu", name=f"fc{index}")(x)
-            if dropout:
-                x = keras.layers.Dropout(dropout, name=f"drop{index}")(x)
-        x = keras.layers.Dense(classes, activation=classifier_activation, name="predictions")(x)
+        x = _common.fully_connected_head(
+            x, units=(4096, 4096), names=("fc6", "fc7"), dropout=dropout,
+            dropout_names=("drop6", "drop7"), classes=classes,
+            classifier_activation=classifier_activation,
+        )
     else:
         x = _common.global_pool(x, pooling)
     return _common.finish(inputs, x, model_name="alexnet", name=name, weights=weights)

@@ -260,8 +260,7 @@ def efficientnet(
     if model_name is None:
         suffix = scaling.variant or f"phi{scaling.phi:g}"
         model_name = f"efficientnet_{suffix}"
-    if not 0.0 <= drop_connect_rate < 1.0:
-        raise ValueError(f"`drop_connect_rate` must be in [0, 1), got {drop_connect_rate!r}.")
+    _common.check_rate("drop_connect_rate", drop_connect_rate)
     if not isinstance(include_preprocessing, bool):
         raise TypeError(f"`include_preprocessing` must be True or False, got {include_preprocessing!r}.")
     if weights == "imagenet" and not include_preprocessing:

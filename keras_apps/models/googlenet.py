@@ -141,8 +141,7 @@ def googlenet(
         raise TypeError(f"`aux_logits` must be True or False, got {aux_logits!r}.")
     if aux_logits and not include_top:
         raise ValueError("`aux_logits=True` adds classifiers and needs `include_top=True`.")
-    if not 0.0 <= dropout < 1.0:
-        raise ValueError(f"`dropout` must be in [0, 1), got {dropout!r}.")
+    _common.check_rate("dropout", dropout)
     input_shape = _common.validate_builder_args(
         model_name="googlenet",
         include_top=include_top,

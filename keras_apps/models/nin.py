@@ -42,8 +42,7 @@ def _scaled(width, *filters):
 def _check_common(width, dropout):
     if not (isinstance(width, (int, float)) and width > 0):
         raise ValueError(f"`width` must be a positive number (1.0 = the paper's widths), got {width!r}.")
-    if not 0.0 <= dropout < 1.0:
-        raise ValueError(f"`dropout` must be in [0, 1), got {dropout!r}.")
+    _common.check_rate("dropout", dropout)
 
 
 def _nin_top(x, *, include_top, pooling, classes, classifier_activation, names):

@@ -44,8 +44,7 @@ def _vgg(
         min_size=32,
         fixed_size_top=True,
     )
-    if not 0.0 <= dropout < 1.0:
-        raise ValueError(f"`dropout` must be in [0, 1), got {dropout!r}.")
+    _common.check_rate("dropout", dropout)
     inputs, x = _common.image_input(input_shape, input_tensor)
     for block, (filters, convs) in enumerate(zip(_FILTERS, convs_per_block), start=1):
         for index in range(1, convs + 1):
@@ -55,14 +54,11 @@ def _vgg(
         x = keras.layers.MaxPooling2D(2, strides=2, name=f"block{block}_pool")(x)
 
     if include_top:
-        x = keras.layers.Flatten(name="flatten")(x)
-        x = keras.layers.Dense(4096, activation="relu", name="fc1")(x)
-        if dropout:
-            x = keras.layers.Dropout(dropout, name="fc1_dropout")(x)
-        x = keras.layers.Dense(4096, activation="relu", name="fc2")(x)
-        if dropout:
-            x = keras.layers.Dropout(dropout, name="fc2_dropout")(x)
-        x = keras.layers.Dense(classes, activation=classifier_activation, name="predictions")(x)
+        x = _common.fully_connected_head(
+            x, units=(4096, 4096), names=("fc1", "fc2"), dropout=dropout,
+            dropout_names=("fc1_dropout", "fc2_dropout"), classes=classes,
+            classifier_activation=classifier_activation,
+        )
     else:
         x = _common.global_pool(x, pooling)
     return _common.finish(inputs, x, model_name=model_name, name=name, weights=weights)

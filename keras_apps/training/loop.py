@@ -21,13 +21,13 @@ import dataclasses
 import json
 import os
 import pathlib
-import tempfile
 from typing import Callable
 
 import keras
 import tensorflow as tf
 
 from keras_apps import data as kdata
+from keras_apps._atomic import atomic_file
 from keras_apps import registry
 from keras_apps.training.strategy import get_strategy
 
@@ -44,32 +44,14 @@ class TrainResult:
 
 def atomic_write_text(path, text: str) -> None:
     """Writes ``text`` to ``path`` through a temporary sibling file and a rename."""
-    path = pathlib.Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w") as handle:
-            handle.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
+    with atomic_file(path) as tmp:
+        tmp.write_text(text)
 
 
 def atomic_save_model(model: keras.Model, path) -> None:
     """``model.save(path)`` through a temporary sibling ``.keras`` file and a rename."""
-    path = pathlib.Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}.", suffix=".keras")
-    os.close(fd)
-    try:
+    with atomic_file(path, suffix=".keras") as tmp:
         model.save(tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
 
 
 class AtomicCheckpoint(keras.callbacks.Callback):
