@@ -7,17 +7,54 @@
     >>> images, labels = next(iter(ds))        # float32 [64, 32, 32, 1], int32 [64]
     >>> pixels = data.denormalize(images, info)  # back to [0, 255]
 
-Every dataset yields ``(images, labels)``: images float32 [B, H, W, C] normalised per
-channel with ``info.mean`` / ``info.std`` (given in [0, 255] pixel units), labels int32 [B].
+Every dataset yields ``(images, labels)``: images float32 [B, H, W, C], labels int32 [B].
 Training splits are shuffled and augmented by default (pad + random crop + flip for small
 images, resize + random crop + flip for ImageNet-style sets); everything is keyed on
 ``seed``.
 
+Preprocessing (``load(..., preprocessing=mode)``, :func:`preprocess_images`,
+:data:`PREPROCESSING_MODES`): "dataset" (default: per channel ``(pixels - info.mean) /
+info.std``, statistics in [0, 255] pixel units), or the ``keras.applications`` conventions
+of pretrained weights, "caffe" (RGB -> BGR minus the ImageNet BGR mean), "torch" (/255, then
+the ImageNet mean/std), "tf" (x / 127.5 - 1), and "raw" (0..255 floats). "caffe" and "torch"
+need RGB: on grayscale sets they raise a ValueError naming the mode and the channel count.
+``info.preprocessing`` records the mode; :func:`denormalize` inverts any of them.
+
+Class subsets: ``classes=[3, 5, 7]`` keeps those source classes and relabels them 0, 1, 2
+(``info.class_ids`` = (3, 5, 7), ``info.class_names`` the kept names). They select the
+delivered label: coarse ids with cifar100 ``label="coarse"``; fine ids with ``"both"``
+(the coarse labels stay as they are); multi-hot columns with VOC ``"multi"``. Ids out of
+range, repeated or an empty list raise a ValueError naming the allowed range.
+
+Held-out validation: ``validation_fraction=f, subset="training" | "validation"`` (names
+as in ``keras.utils.image_dataset_from_directory``) carve the training split after the
+class filter: per class, a ``np.random.RandomState(validation_seed)`` permutation
+(``validation_seed=0``, independent of ``seed``) puts ``floor(n_c f + 0.5)`` examples in
+"validation" and the rest in "training"; ``limit`` applies after the carve. The validation
+subset is neither shuffled nor augmented by default. ``info.num_examples`` adds the
+"training" and "validation" sizes. Digits, cifar10, fashion_mnist and folders carve their
+in-memory index; tfds sets read the split's label column once (one pass over the records,
+images decoded only for fixed-size sets; memoised per process for prepared builders) and
+keep the carved records by position in the unshuffled file order (so their files are read
+in order and shuffled by the buffer only).
+
+Resumable epochs: ``start_epoch=k`` returns an infinite dataset of epochs k, k+1, ...,
+each ``info.steps_per_epoch`` batches (``ceil(n / batch_size)``, floor with
+``drop_remainder``); epoch e's order is ``argsort(stateless_uniform([n], fold_in((seed, e),
+0)))`` and the example at position p is augmented with seed ``fold_in(fold_in((seed, e),
+1), p)``, so a run resumed at epoch k sees exactly the batches of an uninterrupted one.
+This needs an in-memory index: digits, cifar10, fashion_mnist and folders (paths) have
+one; fixed-size tfds sets (cifar100, tfds cifar10, mnist-like) are read into memory for it;
+variable-size tfds sets (imagenet2012, sun397, caltech_birds2011, voc) raise a ValueError.
+``start_epoch=None`` (default) gives one finite epoch that reshuffles and redraws on every
+iteration; ``info.steps_per_epoch`` is set for it too (``None`` where the count is unknown).
+
 Where the data is: ``data_dir`` if given, else ``$KERAS_APPS_DATA``, else
 ``<cwd>/../shared/data``, else ``<repo>/../shared/data`` (:func:`data_roots`). Nothing is
-downloaded unless ``download=True``; a missing set raises :class:`DatasetNotFoundError`
-saying where to put which files. Decoded CIFAR-10 arrays are cached under
-``$KERAS_APPS_CACHE`` (default ``~/.cache/keras_apps``).
+downloaded unless ``download=True`` (CLI: --download); a missing set raises
+:class:`DatasetNotFoundError` saying where to put which files, and so does an image folder
+without class sub-folders. Decoded CIFAR-10 arrays are cached under ``$KERAS_APPS_CACHE``
+(default ``~/.cache/keras_apps``).
 
 Sources: ``digits`` (scikit-learn), ``cifar10`` (JPEG shards, else tfds),
 ``fashion_mnist`` (IDX files), ``cifar100`` / ``imagenet2012`` / ``sun397`` /
@@ -27,13 +64,15 @@ augmentation.
 """
 
 from keras_apps.data._base import DatasetInfo, DatasetNotFoundError, cache_dir, data_roots
-from keras_apps.data.augment import denormalize, normalize
+from keras_apps.data.augment import normalize
 from keras_apps.data.idx import read_idx
 from keras_apps.data.pipeline import dataset_info, list_datasets, load
+from keras_apps.data.preprocessing import PREPROCESSING_MODES, denormalize, preprocess_images
 
 __all__ = [
     "DatasetInfo",
     "DatasetNotFoundError",
+    "PREPROCESSING_MODES",
     "cache_dir",
     "data_roots",
     "dataset_info",
@@ -41,5 +80,6 @@ __all__ = [
     "list_datasets",
     "load",
     "normalize",
+    "preprocess_images",
     "read_idx",
 ]

@@ -1,5 +1,6 @@
-"""What every source shares: :class:`DatasetInfo`, errors, data roots, the cache folder and
-the array helpers (stratified split, class-balanced ``limit``, indexed tf.data reading)."""
+"""What every source shares: :class:`DatasetInfo`, :class:`Source`, errors, data roots, the
+cache folder and the array helpers (stratified split, class-balanced ``limit``, indexed
+reading of in-memory arrays)."""
 
 from __future__ import annotations
 
@@ -63,6 +64,15 @@ class DatasetInfo:
         pad: zero padding of the random crop at ``image_shape`` (scaled with
             ``image_size``); 0 for "resize_crop_flip".
         train_split: the split that ``augment=None`` / ``shuffle=None`` treat as training.
+        class_ids: the source's class ids of the delivered classes, index = delivered
+            label (``classes=`` of ``load``; all classes in order by default).
+        preprocessing: how the pixels were mapped (a mode of
+            :data:`keras_apps.data.PREPROCESSING_MODES`; "dataset" = ``mean`` / ``std``).
+        subset: "training" / "validation" when ``validation_fraction`` carved the
+            training split, else ``None``.
+        validation_fraction: the carved fraction, ``None`` without a carve.
+        steps_per_epoch: batches per epoch of the dataset ``load`` returned (``None``
+            where the count is unknown, e.g. a class-filtered tfds stream).
     """
 
     name: str
@@ -79,22 +89,55 @@ class DatasetInfo:
     augmentation: str = "pad_crop_flip"
     pad: int = 4
     train_split: str = "train"
+    class_ids: tuple | None = None
+    preprocessing: str = "dataset"
+    subset: str | None = None
+    validation_fraction: float | None = None
+    steps_per_epoch: int | None = None
+
+    def __post_init__(self):
+        if self.class_ids is None:
+            object.__setattr__(self, "class_ids", tuple(range(self.num_classes)))
+
+
+@dataclasses.dataclass(frozen=True)
+class Examples:
+    """Chosen examples of a split: ``fetch(i)`` (int64 scalar tensor in ``[0, count)``)
+    returns the ``(image, label)`` of the i-th, images uint8 or float32 in [0, 255]."""
+
+    count: int
+    fetch: Callable
 
 
 @dataclasses.dataclass(frozen=True)
 class Source:
     """A located dataset: its info and how to read one split.
 
-    ``read(split, *, limit, shuffle, seed)`` returns a tf.data.Dataset of ``(image,
-    label)`` with uint8 or float32 images in [0, 255], already shuffled when asked.
+    Indexed sources (an in-memory index of the split) give ``labels(split)``, the int
+    class label of every example in the split's order, and ``select(split, indices)``, the
+    :class:`Examples` at those positions (``balanced_limit``: ``limit`` takes the first of
+    each class in turn). Streaming sources give ``read(split, *, keep, positions, limit,
+    shuffle, seed)``: a tf.data.Dataset of ``(image, label)`` (already shuffled when asked)
+    holding the records whose position in the unshuffled split is set in ``positions`` (a
+    bool array, ``None`` = all) and whose class is set in ``keep`` (``None`` = all), the
+    first ``limit`` of them; and ``label_column(split)``, the class label of every record
+    (-1 where it has none). A streaming source may also give ``labels``/``select`` for
+    the uses that need an index (``start_epoch``).
     ``native_shape`` is the stored (H, W, C), ``None`` when images vary in size.
     ``slicing``: whether tfds split slices ("train[:10%]") are accepted.
+    ``count(split)``: examples in a split (``None`` if unknown).
     """
 
     info: DatasetInfo
-    read: Callable[..., tf.data.Dataset]
     native_shape: tuple | None
     slicing: bool = False
+    labels: Callable[[str], np.ndarray] | None = None
+    select: Callable[[str, np.ndarray], Examples] | None = None
+    balanced_limit: bool = True
+    read: Callable[..., tf.data.Dataset] | None = None
+    label_column: Callable[[str], np.ndarray] | None = None
+    count: Callable[[str], int | None] | None = None
+    index_note: str = ""
 
 
 def repo_root() -> pathlib.Path:
@@ -147,6 +190,8 @@ def stratified_split(labels: np.ndarray, *, test_fraction: float = 0.2, seed: in
     permutation of that class's indices puts the first ``floor(n_c * test_fraction + 0.5)``
     in test. Returns sorted ``(train_indices, test_indices)``."""
     labels = np.asarray(labels)
+    if labels.size == 0:
+        return np.zeros(0, np.int64), np.zeros(0, np.int64)
     rng = np.random.RandomState(seed)
     train, test = [], []
     for c in np.unique(labels):
@@ -179,18 +224,14 @@ def balanced_first(labels: np.ndarray, limit: int | None) -> np.ndarray:
     return np.sort(np.concatenate([i[:q] for i, q in zip(per_class, quotas)]))
 
 
-def dataset_from_arrays(images: np.ndarray, labels, *, shuffle: bool, seed: int) -> tf.data.Dataset:
-    """``(image, label)`` pairs of in-memory arrays; shuffling permutes indices (the full
-    split, reshuffled every epoch, seeded) so no image is copied into a shuffle buffer.
-    ``labels`` is an array or a dict of arrays."""
+def array_examples(images: np.ndarray, labels) -> Examples:
+    """:class:`Examples` gathering from in-memory arrays (``labels`` an array or a dict of
+    arrays)."""
     images = tf.constant(images)
     labels = tf.nest.map_structure(tf.constant, labels)
-    n = int(images.shape[0])
-    indices = tf.data.Dataset.range(n)
-    if shuffle and n > 1:
-        indices = indices.shuffle(n, seed=seed, reshuffle_each_iteration=True)
 
-    def take(i):
+    def fetch(i):
         return tf.gather(images, i), tf.nest.map_structure(lambda a: tf.gather(a, i), labels)
 
-    return indices.map(take, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+    return Examples(count=int(images.shape[0]), fetch=fetch)
+

@@ -8,7 +8,8 @@ take a random ``size`` crop and flip; evaluation takes the centre crop.
 
 Random ops are stateless (``tf.random.stateless_*``) keyed on a per-example seed, so the
 output depends only on the image and its seed, never on thread scheduling. Images are in
-[0, 255] pixel units until :func:`normalize`.
+[0, 255] pixel units until :func:`normalize` (the modes of
+:mod:`keras_apps.data.preprocessing`).
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ import numpy as np
 import tensorflow as tf
 
 from keras_apps.data._base import CROP_FRACTION, DatasetInfo
+from keras_apps.data.preprocessing import denormalize, preprocess_images
 
 __all__ = [
     "normalize",
@@ -32,30 +34,19 @@ __all__ = [
 ]
 
 
-def _stats(info_or_mean, std=None):
+def normalize(images, info_or_mean, std=None):
+    """``images`` (in [0, 255] pixel units, numpy or tf) as ``load`` delivers them: with a
+    :class:`DatasetInfo`, preprocessed by its ``preprocessing`` mode (default
+    ``(images - info.mean) / info.std`` per channel); with ``mean, std``, ``(images - mean)
+    / std``."""
     if isinstance(info_or_mean, DatasetInfo):
-        return np.float32(info_or_mean.mean), np.float32(info_or_mean.std)
+        return preprocess_images(images, info_or_mean.preprocessing, info_or_mean)
     if std is None:
         raise TypeError("Pass a DatasetInfo, or both `mean` and `std`.")
-    return np.float32(info_or_mean), np.float32(std)
-
-
-def normalize(images, info_or_mean, std=None):
-    """``(images - mean) / std`` per channel (last axis); ``images`` in [0, 255] pixel
-    units, numpy or tf. Pass a :class:`DatasetInfo` or ``mean, std``."""
-    mean, std = _stats(info_or_mean, std)
+    mean, std = np.float32(info_or_mean), np.float32(std)
     if isinstance(images, np.ndarray):
         return ((images.astype(np.float32) - mean) / std).astype(np.float32)
     return (tf.cast(images, tf.float32) - mean) / std
-
-
-def denormalize(images, info_or_mean, std=None):
-    """Inverse of :func:`normalize`: back to [0, 255] pixel units (float32), e.g. to show
-    a batch with ``plt.imshow(denormalize(x, info)[0] / 255)``."""
-    mean, std = _stats(info_or_mean, std)
-    if isinstance(images, np.ndarray):
-        return (images.astype(np.float32) * std + mean).astype(np.float32)
-    return tf.cast(images, tf.float32) * std + mean
 
 
 def _pair(value) -> tuple[int, int]:
@@ -124,7 +115,8 @@ def random_crop_flip(image, size, seed):
 
 
 def make_preprocess(info: DatasetInfo, *, native_shape, image_size, augment: bool):
-    """Returns ``fn(image, label, seed)`` -> (normalised float32 [h, w, C], int32 label).
+    """Returns ``fn(image, label, seed)`` -> (float32 [h, w, C] preprocessed by
+    ``info.preprocessing``, int32 label).
 
     ``info.image_shape`` is the default delivered shape, ``image_size`` = (h, w) the
     requested one, ``native_shape`` the stored shape (``None`` if it varies). ``seed`` is
@@ -132,7 +124,6 @@ def make_preprocess(info: DatasetInfo, *, native_shape, image_size, augment: boo
     """
     target_h, target_w = image_size
     channels = info.image_shape[2]
-    mean, std = np.float32(info.mean), np.float32(info.std)
     default_h, default_w = info.image_shape[:2]
     pad = (
         int(math.floor(info.pad * target_h / default_h + 0.5)),
@@ -155,7 +146,8 @@ def make_preprocess(info: DatasetInfo, *, native_shape, image_size, augment: boo
                 x = tf.image.resize(x, (target_h, target_w), antialias=True)
             if augment:
                 x = random_pad_crop_flip(x, seed, pad, flip=flip)
-        x = tf.ensure_shape((x - mean) / std, (target_h, target_w, channels))
+        x = tf.ensure_shape(x, (target_h, target_w, channels))
+        x = preprocess_images(x, info.preprocessing, info)
         label = tf.nest.map_structure(
             lambda t: tf.cast(t, tf.int32) if t.dtype.is_integer else t, label
         )

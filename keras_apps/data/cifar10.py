@@ -7,8 +7,10 @@ the shard's file name (the classes sorted by name, which is CIFAR-10's own order
 order: class by class, members by name. JPEGs are decoded with PIL; a full split is cached
 as uint8 arrays in ``<cache>/cifar10_jpg-<split>-<fingerprint>.npz`` (see
 :func:`keras_apps.data._base.cache_dir`; the fingerprint covers the shards' names, sizes
-and mtimes). With ``limit`` only the first ``limit / 10`` members (by name) of each class
-are decoded, or sliced from the cache when it exists.
+and mtimes). The shards' bytes are kept in memory per process (about 20 MB). Without the
+cache, a selection (``limit``, ``classes``, a validation carve) decodes only its members
+(``limit``: the first ``limit / 10`` by name of each class), and only a full split is
+cached.
 
 Without the shards, the prepared tfds ``cifar10`` is used (``download=True`` lets tfds
 download it). Mean/std: the official training-set statistics (fb.resnet.torch), in [0, 255]
@@ -17,6 +19,7 @@ pixel units.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import io
 import pathlib
@@ -34,8 +37,8 @@ from keras_apps.data._base import (
     Source,
     balanced_quotas,
     cache_dir,
+    array_examples,
     data_roots,
-    dataset_from_arrays,
     save_npz_atomic,
     where_to_put,
 )
@@ -86,7 +89,14 @@ def find_shards(data_dir=None) -> tuple[pathlib.Path | None, list[pathlib.Path]]
 
 def read_shard_members(path: pathlib.Path) -> list[tuple[str, bytes]]:
     """``(member name, bytes)`` of every file in a shard, sorted by name, in one
-    streaming pass."""
+    streaming pass (kept in memory per process, keyed on the shard's size and mtime)."""
+    stat = pathlib.Path(path).stat()
+    return _shard_members(str(path), stat.st_size, stat.st_mtime_ns)
+
+
+@functools.lru_cache(maxsize=len(CLASS_NAMES) * len(SPLITS))
+def _shard_members(path: str, size: int, mtime_ns: int) -> list[tuple[str, bytes]]:
+    del size, mtime_ns  # cache key only
     members = []
     with tarfile.open(path, "r|gz") as archive:
         for member in archive:
@@ -115,7 +125,40 @@ def _decode_split(folder: pathlib.Path, split: str, limit: int | None):
     for label, (members, quota) in enumerate(zip(shards, quotas)):
         images.extend(decode_jpeg(data) for _, data in members[:quota])
         labels.extend([label] * quota)
-    return np.stack(images).astype(np.uint8), np.asarray(labels, dtype=np.int32)
+    return _stack(images), np.asarray(labels, dtype=np.int32)
+
+
+def _stack(images) -> np.ndarray:
+    if not images:
+        return np.zeros((0, *IMAGE_SHAPE), np.uint8)
+    return np.stack(images).astype(np.uint8)
+
+
+def split_labels(folder: pathlib.Path, split: str) -> np.ndarray:
+    """int32 labels of ``split`` in split order (from the cache, else from the shards'
+    member lists, without decoding)."""
+    cache = _cache_path(folder, split)
+    if cache.is_file():
+        with np.load(cache) as arrays:
+            return arrays["labels"]
+    counts = [len(read_shard_members(shard_path(folder, split, c))) for c in CLASS_NAMES]
+    return np.repeat(np.arange(len(CLASS_NAMES), dtype=np.int32), counts)
+
+
+def select_arrays(folder: pathlib.Path, split: str, positions: np.ndarray):
+    """uint8 images and int32 labels at ``positions`` (into :func:`split_labels` order):
+    sliced from the cache or the full decode, else decoding only those members."""
+    positions = np.asarray(positions, dtype=np.int64)
+    labels = split_labels(folder, split)
+    if _cache_path(folder, split).is_file() or np.array_equal(positions, np.arange(len(labels))):
+        images, labels = split_arrays(folder, split)
+        return images[positions], labels[positions]
+    starts = np.concatenate([[0], np.cumsum(np.bincount(labels, minlength=len(CLASS_NAMES)))])
+    shards = [read_shard_members(shard_path(folder, split, c)) for c in CLASS_NAMES]
+    images = [
+        decode_jpeg(shards[labels[p]][p - starts[labels[p]]][1]) for p in positions.tolist()
+    ]
+    return _stack(images), labels[positions]
 
 
 def _cache_path(folder: pathlib.Path, split: str) -> pathlib.Path:
@@ -181,8 +224,10 @@ def source(*, data_dir, label, download) -> Source:
         pad=4,
     )
 
-    def read(split, *, limit, shuffle, seed):
-        images, labels = split_arrays(folder, split, limit)
-        return dataset_from_arrays(images, labels, shuffle=shuffle, seed=seed)
+    def labels(split):
+        return split_labels(folder, split)
 
-    return Source(info=info, read=read, native_shape=IMAGE_SHAPE)
+    def select(split, positions):
+        return array_examples(*select_arrays(folder, split, positions))
+
+    return Source(info=info, native_shape=IMAGE_SHAPE, labels=labels, select=select)

@@ -18,8 +18,7 @@ import tensorflow as tf
 from keras_apps.data._base import (
     DatasetInfo,
     Source,
-    balanced_first,
-    dataset_from_arrays,
+    array_examples,
     stratified_split,
 )
 
@@ -64,10 +63,13 @@ def source(*, data_dir, label, download) -> Source:
         pad=4,
     )
 
-    def read(split_name, *, limit, shuffle, seed):
-        images, labels, splits = _arrays()
-        idx = splits[split_name]
-        idx = idx[balanced_first(labels[idx], limit)]
-        return dataset_from_arrays(images[idx], labels[idx], shuffle=shuffle, seed=seed)
+    def labels(split_name):
+        _, all_labels, splits = _arrays()
+        return all_labels[splits[split_name]]
 
-    return Source(info=info, read=read, native_shape=NATIVE_SHAPE)
+    def select(split_name, positions):
+        images, all_labels, splits = _arrays()
+        idx = splits[split_name][positions]
+        return array_examples(images[idx], all_labels[idx])
+
+    return Source(info=info, native_shape=NATIVE_SHAPE, labels=labels, select=select)

@@ -19,9 +19,8 @@ from keras_apps.data._base import (
     DatasetInfo,
     DatasetNotFoundError,
     Source,
-    balanced_first,
+    array_examples,
     data_roots,
-    dataset_from_arrays,
     where_to_put,
 )
 from keras_apps.data.idx import read_idx
@@ -111,11 +110,11 @@ def source(*, data_dir, label, download) -> Source:
         pad=4,
     )
 
-    def read(split, *, limit, shuffle, seed):
-        images, labels = split_arrays(folder, split)
-        if limit is not None:
-            idx = balanced_first(labels, limit)
-            images, labels = images[idx], labels[idx]
-        return dataset_from_arrays(images, labels, shuffle=shuffle, seed=seed)
+    def labels(split):
+        return split_arrays(folder, split)[1]
 
-    return Source(info=info, read=read, native_shape=IMAGE_SHAPE)
+    def select(split, positions):
+        images, all_labels = split_arrays(folder, split)
+        return array_examples(images[positions], all_labels[positions])
+
+    return Source(info=info, native_shape=IMAGE_SHAPE, labels=labels, select=select)

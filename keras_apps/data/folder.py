@@ -8,7 +8,10 @@ class sub-folders of ``train/``); otherwise a stratified 80/20 ``train``/``test`
 :func:`keras_apps.data._base.stratified_split` (seed 0). The first training image (in sorted
 order) sets the default size: up to 64 pixels per side, images are delivered at that size
 with the CIFAR policy (pad size/8, crop, flip; other sizes are resized to it); larger ones
-at 224x224 with "resize_crop_flip". Mean/std: ImageNet's.
+at 224x224 with "resize_crop_flip". Mean/std: ImageNet's. The paths are the in-memory index
+(``classes``, validation carves and ``start_epoch`` select and reorder them). A folder
+without class sub-folders (or without images in them) raises DatasetNotFoundError
+naming the folder and the expected layout.
 """
 
 from __future__ import annotations
@@ -25,8 +28,8 @@ from keras_apps.data._base import (
     LARGE_IMAGE_SIZE,
     DatasetInfo,
     DatasetNotFoundError,
+    Examples,
     Source,
-    balanced_first,
     stratified_split,
 )
 
@@ -59,25 +62,37 @@ def _collect(split_dir: pathlib.Path, class_names: list[str]):
     return np.asarray(paths, dtype=object), np.asarray(labels, dtype=np.int32)
 
 
+def _layout_error(folder: pathlib.Path, found: str) -> DatasetNotFoundError:
+    return DatasetNotFoundError(
+        f"Image folder {folder} {found}. Expected one sub-folder of images "
+        f"({' '.join(IMAGE_EXTENSIONS)}) per class: {folder}/<class>/<image>, or split "
+        f"folders {folder}/train/<class>/<image> (with optional val/, validation/, test/)."
+    )
+
+
 def scan(folder: pathlib.Path):
     """``(class names, {split: (paths, labels)}, layout description)`` of an image folder."""
-    if (folder / "train").is_dir():
-        class_names = [p.name for p in _class_dirs(folder / "train")]
+    root = folder / "train" if (folder / "train").is_dir() else folder
+    class_names = [p.name for p in _class_dirs(root)]
+    if not class_names:
+        loose = [p for p in root.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS]
+        found = (
+            f"holds {len(loose)} image(s) but no class sub-folders" if loose
+            else "has no class sub-folders"
+        )
+        raise _layout_error(root, found)
+    if root != folder:
         splits = {
             s: _collect(folder / s, class_names) for s in SPLIT_FOLDERS if (folder / s).is_dir()
         }
         layout = f"split folders {', '.join(splits)}"
     else:
-        class_names = [p.name for p in _class_dirs(folder)]
         paths, labels = _collect(folder, class_names)
         train, test = stratified_split(labels, test_fraction=0.2, seed=0)
         splits = {"train": (paths[train], labels[train]), "test": (paths[test], labels[test])}
         layout = "stratified 80/20 split (seed 0)"
-    if not class_names or not any(len(p) for p, _ in splits.values()):
-        raise DatasetNotFoundError(
-            f"No images ({' '.join(IMAGE_EXTENSIONS)}) found in class sub-folders of {folder}. "
-            f"Expected {folder}/<class>/<image> or {folder}/train/<class>/<image>."
-        )
+    if not any(len(paths) for paths, _ in splits.values()):
+        raise _layout_error(root, f"has class sub-folders {class_names} but no images")
     return class_names, splits, layout
 
 
@@ -116,23 +131,20 @@ def source(*, data_dir, label, download) -> Source:
         pad=max(1, round(min(height, width) / 8)) if small else 0,
     )
 
-    def read(split, *, limit, shuffle, seed):
-        paths, labels = splits[split]
-        if limit is not None:
-            idx = balanced_first(labels, limit)
-            paths, labels = paths[idx], labels[idx]
-        paths_t = tf.constant(paths.astype(str))
-        labels_t = tf.constant(labels)
-        ds = tf.data.Dataset.range(len(paths))
-        if shuffle and len(paths) > 1:
-            ds = ds.shuffle(len(paths), seed=seed, reshuffle_each_iteration=True)
+    def labels(split):
+        return splits[split][1]
 
-        def decode(i):
+    def select(split, positions):
+        paths, all_labels = splits[split]
+        paths_t = tf.constant(paths[positions].astype(str))
+        labels_t = tf.constant(all_labels[positions])
+
+        def fetch(i):
             image = tf.io.decode_image(
                 tf.io.read_file(paths_t[i]), channels=3, expand_animations=False
             )
             return tf.ensure_shape(image, (None, None, 3)), labels_t[i]
 
-        return ds.map(decode, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+        return Examples(count=len(positions), fetch=fetch)
 
-    return Source(info=info, read=read, native_shape=None)
+    return Source(info=info, native_shape=None, labels=labels, select=select)

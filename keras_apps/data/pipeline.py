@@ -1,5 +1,6 @@
 """``load``, ``dataset_info`` and ``list_datasets``: dataset names to batched tf.data
-pipelines of normalised images."""
+pipelines of preprocessed images, with class subsets, a held-out validation carve and
+resumable (stateless) epoch orders."""
 
 from __future__ import annotations
 
@@ -10,11 +11,18 @@ import numbers
 import os
 import pathlib
 
+import numpy as np
 import tensorflow as tf
 
 from keras_apps.data import cifar10, digits, fashion_mnist, folder, tfds_sets
-from keras_apps.data._base import DatasetInfo, Source
+from keras_apps.data._base import (
+    DatasetInfo,
+    Source,
+    balanced_first,
+    stratified_split,
+)
 from keras_apps.data.augment import make_preprocess
+from keras_apps.data.preprocessing import check_mode
 
 __all__ = ["list_datasets", "dataset_info", "load"]
 
@@ -73,12 +81,6 @@ def _resolve(name, *, data_dir, label, download) -> Source:
     return factory(data_dir=data_dir, label=label, download=download)
 
 
-def dataset_info(name, *, data_dir=None, label: str = "fine") -> DatasetInfo:
-    """The :class:`DatasetInfo` of ``name`` (located as by :func:`load`, never
-    downloaded); raises :class:`DatasetNotFoundError` saying where to put the files."""
-    return _resolve(name, data_dir=data_dir, label=label, download=False).info
-
-
 def _check_split(split, source: Source) -> str:
     if not isinstance(split, str):
         raise TypeError(f"`split` must be a string, got {type(split).__name__}: {split!r}.")
@@ -114,6 +116,199 @@ def _image_size(image_size):
         ) from None
 
 
+
+def _integer(argument: str, value, minimum: int | None = None) -> int:
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, numbers.Integral)
+        or (minimum is not None and value < minimum)
+    ):
+        bound = "" if minimum is None else f" >= {minimum}"
+        raise ValueError(f"`{argument}` must be an integer{bound}, got {value!r}.")
+    return int(value)
+
+
+def _check_classes(classes, info: DatasetInfo) -> tuple | None:
+    """``classes`` as a tuple of distinct ids in ``[0, info.num_classes)``."""
+    if classes is None:
+        return None
+    allowed = (
+        f"allowed: distinct ids in 0..{info.num_classes - 1} (the {info.num_classes} "
+        f"classes of {info.name!r})"
+    )
+    if isinstance(classes, (str, bytes)) or not hasattr(classes, "__iter__"):
+        raise ValueError(f"`classes` must be a sequence of class ids, got {classes!r}; {allowed}.")
+    ids = list(classes)
+    if not ids:
+        raise ValueError(f"`classes` is empty; {allowed}.")
+    for value in ids:
+        if (
+            isinstance(value, (bool, np.bool_))
+            or not isinstance(value, numbers.Integral)
+            or not 0 <= value < info.num_classes
+        ):
+            raise ValueError(f"`classes` holds {value!r}; {allowed}.")
+    duplicates = sorted({int(v) for v in ids if ids.count(v) > 1})
+    if duplicates:
+        raise ValueError(f"`classes` repeats {duplicates}; {allowed}.")
+    return tuple(int(v) for v in ids)
+
+
+def _check_carve(validation_fraction, subset, validation_seed, base: str, info: DatasetInfo):
+    """``(fraction, subset, seed)`` of a validation carve, or ``None``."""
+    validation_seed = _integer("validation_seed", validation_seed, 0)
+    if subset is not None and subset not in ("training", "validation"):
+        raise ValueError(f"`subset` must be 'training' or 'validation', got {subset!r}.")
+    if validation_fraction is None:
+        if subset is not None:
+            raise ValueError(
+                f"subset={subset!r} needs validation_fraction (0 < f < 1), the share of the "
+                f"{info.train_split!r} split held out for validation."
+            )
+        return None
+    if (
+        isinstance(validation_fraction, bool)
+        or not isinstance(validation_fraction, numbers.Real)
+        or not 0 < validation_fraction < 1
+    ):
+        raise ValueError(
+            f"`validation_fraction` must be a number with 0 < f < 1, got {validation_fraction!r}."
+        )
+    if subset is None:
+        raise ValueError(
+            f"validation_fraction={validation_fraction!r} needs subset='training' or "
+            f"subset='validation' (which part of the carved {info.train_split!r} split to load)."
+        )
+    if base != info.train_split:
+        raise ValueError(
+            f"validation_fraction / subset carve the training split {info.train_split!r} of "
+            f"{info.name!r}; got split={base!r}."
+        )
+    if info.label == "multi":
+        raise ValueError(
+            "validation_fraction needs one class per example for its stratified carve; "
+            "label='multi' has several. Use label='fine' or a separate split."
+        )
+    return float(validation_fraction), subset, validation_seed
+
+
+def _carve(labels: np.ndarray, carve) -> dict:
+    """Positions (into ``labels``) of the two carved subsets."""
+    fraction, _, seed = carve
+    training, validation = stratified_split(labels, test_fraction=fraction, seed=seed)
+    return {"training": training, "validation": validation}
+
+
+def _chosen_info(info: DatasetInfo, class_ids, mode: str, carve) -> DatasetInfo:
+    """``info`` restricted to ``class_ids`` and recording the preprocessing and carve."""
+    changes = {"preprocessing": mode}
+    if class_ids is not None:
+        changes.update(
+            class_ids=class_ids,
+            num_classes=len(class_ids),
+            class_names=[info.class_names[c] for c in class_ids],
+        )
+    if carve is not None:
+        changes.update(validation_fraction=carve[0], subset=carve[1])
+    return dataclasses.replace(info, **changes)
+
+
+def _class_filter(labels: np.ndarray, class_ids) -> np.ndarray:
+    """Positions of the examples whose label is in ``class_ids`` (all labelled ones)."""
+    labels = np.asarray(labels)
+    if class_ids is None:
+        return np.flatnonzero(labels >= 0)
+    return np.flatnonzero(np.isin(labels, class_ids))
+
+
+def _split_counts(source: Source, class_ids) -> dict:
+    """Examples per split after the class filter (``None`` where unknown without a pass
+    over a streamed split)."""
+    info = source.info
+    if class_ids is None:
+        return dict(info.num_examples)
+    if source.read is not None:
+        return {s: None for s in info.num_examples}
+    return {s: len(_class_filter(source.labels(s), class_ids)) for s in info.num_examples}
+
+
+def _resolve_checked(name, *, data_dir, label, download, classes, preprocessing):
+    source = _resolve(name, data_dir=data_dir, label=label, download=download)
+    class_ids = _check_classes(classes, source.info)
+    mode = check_mode(preprocessing, source.info.image_shape[2], source.info)
+    return source, class_ids, mode
+
+
+def dataset_info(
+    name,
+    *,
+    data_dir=None,
+    label: str = "fine",
+    classes=None,
+    validation_fraction=None,
+    validation_seed: int = 0,
+    preprocessing: str = "dataset",
+) -> DatasetInfo:
+    """The :class:`DatasetInfo` of ``name`` as :func:`load` would deliver it (located as by
+    ``load``, never downloaded; raises :class:`DatasetNotFoundError` saying where to put
+    the files). With ``classes`` the info is the subset's (``num_examples`` counts the kept
+    classes; ``None`` for tfds sets, which would need a pass over each split). With
+    ``validation_fraction``, ``num_examples`` also holds the "training" and "validation"
+    subset sizes of the carved training split."""
+    source, class_ids, mode = _resolve_checked(
+        name, data_dir=data_dir, label=label, download=False, classes=classes,
+        preprocessing=preprocessing,
+    )
+    info = source.info
+    counts = _split_counts(source, class_ids)
+    if validation_fraction is not None:
+        carve = _check_carve(
+            validation_fraction, "training", validation_seed, info.train_split, info
+        )
+        column = _labels_for_carve(source, info.train_split)
+        kept = _class_filter(column, class_ids)
+        counts.update({k: len(v) for k, v in _carve(column[kept], carve).items()})
+        counts[info.train_split] = len(kept)
+        info = _chosen_info(info, class_ids, mode, carve)
+        info = dataclasses.replace(info, subset=None)
+    else:
+        info = _chosen_info(info, class_ids, mode, None)
+    return dataclasses.replace(info, num_examples=counts)
+
+
+def _labels_for_carve(source: Source, split: str) -> np.ndarray:
+    if source.read is not None:
+        return np.asarray(source.label_column(split))
+    return np.asarray(source.labels(split))
+
+
+def _steps(count: int | None, batch_size: int, drop_remainder: bool) -> int | None:
+    if count is None:
+        return None
+    return count // batch_size if drop_remainder else -(-count // batch_size)
+
+
+def _relabel_fn(info: DatasetInfo, class_ids):
+    """Maps a source label to the delivered one: the position of its class in
+    ``class_ids`` (``label="both"``: the fine label; ``"multi"``: the kept columns)."""
+    if class_ids is None:
+        return lambda label: label
+    ids = tf.constant(class_ids, tf.int32)
+    if info.label == "multi":
+        return lambda label: tf.gather(label, ids, axis=-1)
+    size = max(len(info.class_names), max(class_ids) + 1)
+    remap = np.full(size, -1, np.int32)
+    remap[list(class_ids)] = np.arange(len(class_ids), dtype=np.int32)
+    remap = tf.constant(remap)
+
+    def relabel_int(label):
+        return tf.gather(remap, tf.cast(label, tf.int32))
+
+    if info.label == "both":
+        return lambda label: {**label, "fine": relabel_int(label["fine"])}
+    return relabel_int
+
+
 def load(
     name,
     split: str = "train",
@@ -128,13 +323,19 @@ def load(
     label: str = "fine",
     download: bool = False,
     drop_remainder: bool = False,
+    classes=None,
+    validation_fraction: float | None = None,
+    subset: str | None = None,
+    validation_seed: int = 0,
+    preprocessing: str = "dataset",
+    start_epoch: int | None = None,
 ):
     """A batched, prefetched ``tf.data.Dataset`` of ``(images, labels)`` and its
     :class:`DatasetInfo`.
 
-    Images are float32 [B, H, W, C], ``(pixels - info.mean) / info.std`` with pixels in
-    [0, 255]; labels int32 [B] (``label="both"``: ``{"fine", "coarse"}`` int32; VOC
-    ``label="multi"``: float32 [B, 20] multi-hot).
+    Images are float32 [B, H, W, C], pixels in [0, 255] mapped by ``preprocessing``
+    (default ``(pixels - info.mean) / info.std``); labels int32 [B] (``label="both"``:
+    ``{"fine", "coarse"}`` int32; VOC ``label="multi"``: float32 [B, classes] multi-hot).
 
     Args:
         name: one of :func:`list_datasets`, ``"tfds:<name>"``, or an image folder path.
@@ -142,42 +343,192 @@ def load(
         data_dir: where the data is (see :func:`keras_apps.data.data_roots`; for tfds sets
             the tfds data dir; for ``"folder"`` the image folder).
         image_size: (H, W) or an int; default ``info.image_shape[:2]``.
-        augment / shuffle: default True for the training split only.
+        augment / shuffle: default True for the training split (its "training" subset
+            when carved) only; the "validation" subset is neither by default.
         seed: seeds the shuffle and the per-example augmentation (stateless ops keyed on a
-            per-example seed drawn from ``tf.data.Dataset.random(seed)``): the same seed
-            (under the same TF global seed) gives identical batches; every epoch reshuffles
-            and redraws.
-        limit: use only the first ``limit`` examples (class-balanced for digits, cifar10,
-            fashion_mnist and folders; the first records for tfds sets).
+            per-example seed): the same seed gives identical batches.
+        limit: use only the first ``limit`` examples, after the class filter and the carve
+            (class-balanced for digits, cifar10, fashion_mnist and folders; the first
+            records for tfds sets).
         label: "fine"; cifar100 also "coarse" and "both"; voc also "multi".
         download: allow tfds / keras to download (never otherwise).
+        drop_remainder: drop the last partial batch (of every epoch).
+        classes: source class ids to keep, relabelled 0..k-1 in the given order
+            (``info.class_ids``). They select the delivered label: coarse ids for
+            ``label="coarse"``, fine ids for ``"both"`` (coarse labels stay as they are),
+            columns of the multi-hot vector for ``"multi"`` (examples with none dropped).
+        validation_fraction, subset, validation_seed: hold out a stratified share of the
+            training split (filtered by ``classes`` first): per class, a seeded
+            permutation (``validation_seed``, independent of ``seed``) puts the first
+            ``floor(n_c * validation_fraction + 0.5)`` in ``subset="validation"``, the rest in
+            ``subset="training"``; the two are disjoint and cover the split.
+        preprocessing: one of :data:`keras_apps.data.PREPROCESSING_MODES` ("dataset",
+            "caffe", "torch", "tf", "raw"); recorded in ``info.preprocessing``.
+        start_epoch: ``None`` gives a finite dataset of one epoch (each iteration
+            reshuffles and redraws). An int k gives an infinite dataset of epochs k, k+1,
+            ... of ``info.steps_per_epoch`` batches each (no batch spans two epochs), where
+            epoch e's order and augmentation are a pure function of ``(seed, e)``: a run
+            resumed at epoch k sees exactly the batches an uninterrupted run sees. Needs an
+            in-memory index of the split (not available for variable-size tfds sets).
     """
     batch_size = _positive_int("batch_size", batch_size)
     limit = None if limit is None else _positive_int("limit", limit)
     if isinstance(seed, bool) or not isinstance(seed, numbers.Integral):
         raise ValueError(f"`seed` must be an integer, got {seed!r}.")
     seed = int(seed)
+    start_epoch = None if start_epoch is None else _integer("start_epoch", start_epoch, 0)
     size = _image_size(image_size)
-    source = _resolve(name, data_dir=data_dir, label=label, download=download)
+    source, class_ids, mode = _resolve_checked(
+        name, data_dir=data_dir, label=label, download=download, classes=classes,
+        preprocessing=preprocessing,
+    )
     info = source.info
-    training = _check_split(split, source) == info.train_split
+    base = _check_split(split, source)
+    carve = _check_carve(validation_fraction, subset, validation_seed, base, info)
+    training = base == info.train_split and (carve is None or carve[1] == "training")
     augment = training if augment is None else bool(augment)
     shuffle = training if shuffle is None else bool(shuffle)
     size = size or tuple(info.image_shape[:2])
+    counts = _split_counts(source, class_ids)
+    delivered = _chosen_info(info, class_ids, mode, carve)
     preprocess = make_preprocess(
-        info, native_shape=source.native_shape, image_size=size, augment=augment
+        delivered, native_shape=source.native_shape, image_size=size, augment=augment
+    )
+    relabel = _relabel_fn(info, class_ids)
+
+    def example_fn(image, label, example_seed=None):
+        return preprocess(image, relabel(label), example_seed)
+
+    if start_epoch is not None or source.read is None:
+        if source.select is None:
+            raise ValueError(
+                f"start_epoch needs an in-memory index of {info.name!r} to reorder each epoch "
+                f"statelessly, and this source streams its records{source.index_note}. Use "
+                f"start_epoch=None (one finite, reshuffled epoch per iteration)."
+            )
+        labels = np.asarray(source.labels(split))
+        positions = _class_filter(labels, class_ids)
+        if carve is not None:
+            subsets = _carve(labels[positions], carve)
+            counts.update({k: len(v) for k, v in subsets.items()})
+            counts[base] = len(positions)
+            positions = positions[subsets[carve[1]]]
+        if limit is not None:
+            positions = (
+                positions[balanced_first(labels[positions], limit)]
+                if source.balanced_limit
+                else positions[:limit]
+            )
+        examples = source.select(split, positions)
+        count = examples.count
+        if start_epoch is not None:
+            ds = _epochs(
+                examples, example_fn, start_epoch, batch_size, drop_remainder,
+                shuffle=shuffle, augment=augment, seed=seed,
+            )
+        else:
+            ds = _one_epoch_indexed(
+                examples, example_fn, shuffle=shuffle, augment=augment, seed=seed
+            )
+    else:
+        keep, mask = None, None
+        count = source.count(split) if class_ids is None else None
+        if class_ids is not None:
+            keep = np.zeros(len(info.class_names), bool)
+            keep[list(class_ids)] = True
+        if carve is not None:
+            column = np.asarray(source.label_column(split))
+            kept = _class_filter(column, class_ids)
+            subsets = _carve(column[kept], carve)
+            counts.update({k: len(v) for k, v in subsets.items()})
+            counts[base] = len(kept)
+            mask = np.zeros(len(column), bool)
+            mask[kept[subsets[carve[1]]]] = True
+            count = int(mask.sum())
+        if limit is not None and count is not None:
+            count = min(count, limit)
+        ds = source.read(split, keep=keep, positions=mask, limit=limit, shuffle=shuffle, seed=seed)
+        ds = _augment_stream(ds, example_fn, augment=augment, seed=seed)
+    if start_epoch is None:
+        ds = ds.batch(batch_size, drop_remainder=drop_remainder)
+    ds = ds.prefetch(tf.data.AUTOTUNE)
+    steps = _steps(count, batch_size, drop_remainder)
+    info = dataclasses.replace(
+        delivered,
+        image_shape=(*size, info.image_shape[2]),
+        num_examples=counts,
+        steps_per_epoch=steps,
+    )
+    return ds, info
+
+
+def _augment_stream(ds, example_fn, *, augment: bool, seed: int):
+    """Today's finite epoch: per-example augmentation seeds drawn from
+    ``tf.data.Dataset.random(seed)`` (redrawn every iteration)."""
+    if not augment:
+        return ds.map(example_fn, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+    seed_t = tf.constant(seed, tf.int64)
+    draws = tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=True)
+    return tf.data.Dataset.zip(ds, draws).map(
+        lambda example, draw: example_fn(*example, tf.stack([draw, seed_t])),
+        num_parallel_calls=tf.data.AUTOTUNE,
+        deterministic=True,
     )
 
-    ds = source.read(split, limit=limit, shuffle=shuffle, seed=seed)
-    if augment:
-        seed_t = tf.constant(seed, tf.int64)
-        draws = tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=True)
-        ds = tf.data.Dataset.zip(ds, draws).map(
-            lambda example, draw: preprocess(*example, tf.stack([draw, seed_t])),
-            num_parallel_calls=tf.data.AUTOTUNE,
-            deterministic=True,
+
+def _one_epoch_indexed(examples, example_fn, *, shuffle: bool, augment: bool, seed: int):
+    """One epoch over indexed examples, reshuffled (seeded) on every iteration."""
+    indices = tf.data.Dataset.range(examples.count)
+    if shuffle and examples.count > 1:
+        indices = indices.shuffle(examples.count, seed=seed, reshuffle_each_iteration=True)
+    ds = indices.map(examples.fetch, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+    return _augment_stream(ds, example_fn, augment=augment, seed=seed)
+
+
+def epoch_order(seed: int, epoch, count: int, shuffle: bool = True):
+    """The example order of ``epoch``: ``argsort(stateless_uniform([count], key))`` with
+    ``key = fold_in((seed, epoch), 0)`` (identity when not ``shuffle``), int64."""
+    if not shuffle:
+        return tf.range(count, dtype=tf.int64)
+    key = tf.stack([tf.constant(seed, tf.int64), tf.cast(epoch, tf.int64)])
+    draws = tf.random.stateless_uniform(
+        [count], tf.random.experimental.stateless_fold_in(key, 0)
+    )
+    return tf.cast(tf.argsort(draws, stable=True), tf.int64)
+
+
+def _epochs(
+    examples, example_fn, start_epoch, batch_size, drop_remainder, *, shuffle, augment, seed
+):
+    """Epochs start_epoch, start_epoch + 1, ... of batches; epoch e is a pure function of
+    ``(seed, e)``: :func:`epoch_order`, and the example at position p augmented with seed
+    ``fold_in(fold_in((seed, e), 1), p)``."""
+    count = examples.count
+    if count == 0 or (drop_remainder and count < batch_size):
+        raise ValueError(
+            f"start_epoch needs at least one batch per epoch; the selection holds {count} "
+            f"example(s) for batch_size={batch_size}"
+            f"{' with drop_remainder=True' if drop_remainder else ''}."
         )
-    else:
-        ds = ds.map(preprocess, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
-    ds = ds.batch(batch_size, drop_remainder=drop_remainder).prefetch(tf.data.AUTOTUNE)
-    return ds, dataclasses.replace(info, image_shape=(*size, info.image_shape[2]))
+    seed_t = tf.constant(seed, tf.int64)
+
+    def epoch(e):
+        order = epoch_order(seed, e, count, shuffle)
+        aug_key = tf.random.experimental.stateless_fold_in(tf.stack([seed_t, e]), 1)
+        ds = tf.data.Dataset.zip(
+            tf.data.Dataset.from_tensor_slices(order), tf.data.Dataset.range(count)
+        )
+
+        def one(index, position):
+            image, label = examples.fetch(index)
+            if not augment:
+                return example_fn(image, label)
+            return example_fn(
+                image, label, tf.random.experimental.stateless_fold_in(aug_key, position)
+            )
+
+        ds = ds.map(one, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+        return ds.batch(batch_size, drop_remainder=drop_remainder)
+
+    ds = tf.data.Dataset.counter(start_epoch).flat_map(epoch)
+    return ds.apply(tf.data.experimental.assert_cardinality(tf.data.INFINITE_CARDINALITY))
