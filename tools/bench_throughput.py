@@ -18,11 +18,19 @@ Then, on our first network, the training-path options, each alternated against i
   without ``.prefetch(AUTOTUNE)`` (time per step, fit overhead included in both);
 - the suite's compile (``keras_apps.training.compile_for_classification``: SGD with
   momentum and weight decay, top-1/top-5 metrics) vs plain SGD;
-- mixed precision (``mixed_float16``), on a GPU only ("skipped: no GPU" otherwise).
+- mixed precision ``mixed_bfloat16`` (``keras_apps.training.precision_policy("bfloat16")``),
+  train step and inference, on any device (fast on CPUs with AVX512-BF16/AMX);
+- mixed precision ``mixed_float16``, train step and inference, on a GPU only ("skipped: no
+  GPU" otherwise).
+
+A registry name without a keras.applications twin (``resnet20_cifar``) skips the
+comparison and still gets the training-path options; ``--variants`` picks some of them.
 
     python tools/bench_throughput.py                                   # full size, slow on a CPU
     python tools/bench_throughput.py --models resnet50 --repeats 3
     python tools/bench_throughput.py --models resnet50 --image-size 64 --batch-size 4 --repeats 2
+    python tools/bench_throughput.py --models resnet50 --variants bfloat16 --repeats 5
+    python tools/bench_throughput.py --models resnet20_cifar --image-size 32 --variants bfloat16
 """
 
 from __future__ import annotations
@@ -47,10 +55,12 @@ from keras_apps.analysis import describe_device  # noqa: E402
 tf.get_logger().setLevel("ERROR")  # retracing notices: each model traces its own functions
 
 DEFAULT_MODELS = ("ResNet50", "DenseNet121", "EfficientNetB0")
+VARIANTS = ("xla", "prefetch", "compile", "bfloat16", "float16")
 
 
-def resolve(names) -> list[tuple[str | None, str]]:
-    """``(registry name or None, keras.applications name)`` for registry or keras names."""
+def resolve(names) -> list[tuple[str | None, str | None]]:
+    """``(registry name or None, keras.applications name or None)`` for registry or keras
+    names (None: no registered builder / no keras.applications twin)."""
     twins = {}
     for name in keras_apps.list_models():
         keras_name = keras_apps.get_spec(name).keras_applications
@@ -60,10 +70,7 @@ def resolve(names) -> list[tuple[str | None, str]]:
     resolved = []
     for name in names:
         if name in keras_apps.list_models():
-            keras_name = keras_apps.get_spec(name).keras_applications
-            if not keras_name:
-                raise SystemExit(f"error: {name!r} has no keras.applications twin to compare with.")
-            resolved.append((name, keras_name))
+            resolved.append((name, keras_apps.get_spec(name).keras_applications or None))
         elif name.lower() in by_lower:
             keras_name = by_lower[name.lower()]
             resolved.append((twins[keras_name], keras_name))
@@ -221,26 +228,40 @@ def variant_suite_compile(name, args):
     print(f"  suite compile (SGD momentum + weight decay, top-1/top-5 metrics): {line}", flush=True)
 
 
-def variant_mixed_precision(name, args):
-    if not tf.config.list_logical_devices("GPU"):
-        print("  mixed precision (mixed_float16): skipped: no GPU", flush=True)
+def variant_mixed_precision(name, args, precision):
+    """Train step and inference of the model built under ``precision`` ("bfloat16" or
+    "float16", :func:`keras_apps.training.precision_policy`) vs float32, alternated."""
+    from keras_apps.training.precision import policy_name, precision_policy
+
+    policy = policy_name(precision)
+    if precision == "float16" and not tf.config.list_logical_devices("GPU"):
+        print(f"  mixed precision ({policy}): skipped: no GPU", flush=True)
         return
     shape = (args.image_size,) * 2 + (3,)
     plain = compile_plain(keras_apps.build(name, input_shape=shape))
-    previous = keras.config.dtype_policy()
-    keras.config.set_dtype_policy("mixed_float16")
-    try:
+    with precision_policy(precision):
         mixed = compile_plain(keras_apps.build(name, input_shape=shape))
-    finally:
-        keras.config.set_dtype_policy(previous)
     x, y = batch(plain, args.batch_size)
-    mixed.train_on_batch(x, y)
-    plain.train_on_batch(x, y)
-    mixed_times, plain_times = alternate(
-        lambda: mixed.train_on_batch(x, y), lambda: plain.train_on_batch(x, y), args.repeats
-    )
-    line, _, _ = summary("mixed_float16", "float32", mixed_times, plain_times)
-    print(f"  mixed precision (train step): {line}", flush=True)
+    for step, run in (
+        ("train step", lambda m: m.train_on_batch(x, y)),
+        ("inference", lambda m: m.predict_on_batch(x)),
+    ):
+        run(mixed)  # warm-up: tracing, first allocation
+        run(plain)
+        mixed_times, plain_times = alternate(lambda: run(mixed), lambda: run(plain), args.repeats)
+        line, _, _ = summary(policy, "float32", mixed_times, plain_times)
+        print(f"  mixed precision, {precision} {step}: {line}", flush=True)
+
+
+def variant_list(text):
+    names = [name.strip() for name in text.split(",") if name.strip()]
+    unknown = [name for name in names if name not in VARIANTS]
+    if unknown or not names:
+        raise argparse.ArgumentTypeError(
+            f"unknown variant(s) {', '.join(unknown) or repr(text)}; "
+            f"choose from {', '.join(VARIANTS)}"
+        )
+    return names
 
 
 def positive_int(text):
@@ -268,15 +289,22 @@ def main(argv=None) -> int:
     parser.add_argument(
         "--no-xla", action="store_true", help="skip the XLA variant (slow to compile on a CPU)"
     )
+    parser.add_argument(
+        "--variants", type=variant_list, default=",".join(VARIANTS),
+        help="comma-separated training-path options to time (default: %(default)s)",
+    )
     args = parser.parse_args(argv)
 
-    pairs = []
+    pairs, ours_only = [], []
     for ours_name, keras_name in resolve([n.strip() for n in args.models.split(",") if n.strip()]):
         if ours_name is None:
             print(
                 f"skipped {keras_name}: no registered builder declares it as its "
                 "keras.applications twin yet"
             )
+        elif keras_name is None:
+            print(f"{ours_name}: no keras.applications twin, comparison skipped")
+            ours_only.append(ours_name)
         else:
             pairs.append((ours_name, keras_name))
     print(
@@ -289,19 +317,25 @@ def main(argv=None) -> int:
         print(f"{ours_name} vs keras.applications.{keras_name}:", flush=True)
         results[ours_name] = compare_with_keras(ours_name, keras_name, args)
 
-    if pairs and not args.no_variants:
-        name = pairs[0][0]
+    ours_names = [ours for ours, _ in pairs] + ours_only
+    if ours_names and not args.no_variants:
+        name = ours_names[0]
         print(f"\ntraining-path options on ours ({name}), alternated against the baseline:")
-        if args.no_xla:
-            print("  XLA: skipped (--no-xla)")
-        else:
-            variant_xla(name, args)
+        variants = {
+            "xla": variant_xla,
+            "prefetch": variant_prefetch,
+            "compile": variant_suite_compile,
+            "bfloat16": lambda n, a: variant_mixed_precision(n, a, "bfloat16"),
+            "float16": lambda n, a: variant_mixed_precision(n, a, "float16"),
+        }
+        for variant in VARIANTS:
+            if variant not in args.variants:
+                continue
+            if variant == "xla" and args.no_xla:
+                print("  XLA: skipped (--no-xla)")
+                continue
+            variants[variant](name, args)
             keras.backend.clear_session()
-        variant_prefetch(name, args)
-        keras.backend.clear_session()
-        variant_suite_compile(name, args)
-        keras.backend.clear_session()
-        variant_mixed_precision(name, args)
 
     if "resnet50" in results:
         ours, reference, ratio, best = results["resnet50"]["train"]
