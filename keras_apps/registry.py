@@ -14,6 +14,7 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import fnmatch
+import inspect
 from typing import Callable, Mapping
 
 __all__ = [
@@ -23,7 +24,17 @@ __all__ = [
     "list_models",
     "model_info",
     "get_spec",
+    "check_arguments",
+    "preprocessing_for",
+    "training_hints",
+    "PREPROCESSING_MODES",
 ]
+
+#: Input preprocessing a weight source expects: "dataset" (the dataset's own per-channel
+#: mean/std, weights trained by this suite) or a ``keras.applications`` ``preprocess_input``
+#: mode: "caffe" (RGB->BGR, minus the ImageNet BGR mean), "torch" (/255, ImageNet mean/std),
+#: "tf" (x / 127.5 - 1), "raw" (pixels 0..255, the model normalises them itself).
+PREPROCESSING_MODES = ("dataset", "caffe", "torch", "tf", "raw")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -46,6 +57,16 @@ class ModelSpec:
             :func:`keras_apps.feature_extractor`.
         min_size: smallest input height/width the network accepts.
         keras_applications: name of the identical ``keras.applications`` network, if any.
+        classifier_layer: the last Dense or 1x1 convolution producing class scores
+            ("predictions"; "cccp6" for NIN).
+        logits_layer: the layer whose output is the pre-softmax class scores, shape
+            ``(N, classes)``; the classifier activation is always a separate layer
+            "predictions_activation" after it (none with ``classifier_activation=None``).
+        preprocessing: ``weight source -> preprocessing mode`` (:data:`PREPROCESSING_MODES`):
+            ``"none"`` (trained here) and, for models with ImageNet weights, ``"imagenet"``.
+        training: family training hints: ``"loss_weights"`` (output key -> loss weight for
+            models whose outputs are a dict with exactly those keys) and ``"inference_model"``
+            (callable model -> the inference model), both optional.
     """
 
     name: str
@@ -58,6 +79,10 @@ class ModelSpec:
     feature_layers: Mapping[str, str]
     min_size: int
     keras_applications: str | None = None
+    classifier_layer: str | None = None
+    logits_layer: str | None = None
+    preprocessing: Mapping[str, str] = dataclasses.field(default_factory=lambda: {"none": "dataset"})
+    training: Mapping[str, object] = dataclasses.field(default_factory=dict)
 
     def info(self) -> dict:
         return {
@@ -70,6 +95,10 @@ class ModelSpec:
             "feature_layers": dict(self.feature_layers),
             "min_size": self.min_size,
             "keras_applications": self.keras_applications,
+            "classifier_layer": self.classifier_layer,
+            "logits_layer": self.logits_layer,
+            "preprocessing": dict(self.preprocessing),
+            "training": dict(self.training),
         }
 
 
@@ -87,8 +116,25 @@ def register_model(
     feature_layers: Mapping[str, str],
     min_size: int,
     keras_applications: str | None = None,
+    classifier_layer: str | None = None,
+    logits_layer: str | None = None,
+    preprocessing: Mapping[str, str] | None = None,
+    training: Mapping[str, object] | None = None,
 ):
     """Decorator registering ``builder`` under ``name``; a second registration is an error."""
+    preprocessing = {"none": "dataset"} if preprocessing is None else dict(preprocessing)
+    bad = {k: v for k, v in preprocessing.items() if v not in PREPROCESSING_MODES}
+    if bad or "none" not in preprocessing:
+        raise ValueError(
+            f"`preprocessing` of {name!r} must map weight sources (at least 'none') to one of "
+            f"{PREPROCESSING_MODES}, got {preprocessing!r}."
+        )
+    training = dict(training or {})
+    unknown = sorted(set(training) - {"loss_weights", "inference_model"})
+    if unknown:
+        raise ValueError(
+            f"`training` hints of {name!r} may be 'loss_weights' and 'inference_model', got {unknown}."
+        )
 
     def decorator(builder: Callable) -> Callable:
         if name in _REGISTRY:
@@ -108,6 +154,10 @@ def register_model(
             feature_layers=dict(feature_layers),
             min_size=int(min_size),
             keras_applications=keras_applications,
+            classifier_layer=classifier_layer,
+            logits_layer=logits_layer,
+            preprocessing=preprocessing,
+            training=training,
         )
         return builder
 
@@ -138,6 +188,11 @@ def get_spec(name: str) -> ModelSpec:
 def list_models(pattern: str | None = None) -> list[str]:
     """Sorted registered names, optionally filtered by an fnmatch pattern (``"resnet*"``)."""
     _ensure_loaded()
+    if pattern is not None and not isinstance(pattern, str):
+        raise TypeError(
+            f"`pattern` must be None or an fnmatch pattern string such as 'resnet*', got "
+            f"{type(pattern).__name__}: {pattern!r}."
+        )
     names = sorted(_REGISTRY)
     if pattern is None:
         return names
@@ -145,14 +200,63 @@ def list_models(pattern: str | None = None) -> list[str]:
 
 
 def model_info(name: str) -> dict:
-    """Family, paper, default input shape, classes and parameter count of ``name``."""
+    """Family, paper, default input shape, classes, parameter count, classifier and logits
+    layers, preprocessing and training hints of ``name``."""
     return get_spec(name).info()
+
+
+def check_arguments(name: str, overrides: Mapping[str, object]) -> None:
+    """Raises ValueError if the builder of ``name`` does not take every keyword in
+    ``overrides`` (naming them and the ones it takes); builds nothing."""
+    spec = get_spec(name)
+    parameters = inspect.signature(spec.builder).parameters
+    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters.values()):
+        return
+    accepted = [
+        p.name for p in parameters.values()
+        if p.kind in (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY)
+    ]
+    unknown = [key for key in overrides if key not in accepted]
+    if unknown:
+        listed = ", ".join(f"`{key}`" for key in unknown)
+        raise ValueError(f"{name} does not take {listed}; it takes: {', '.join(accepted)}.")
+
+
+def preprocessing_for(name: str, weights=None) -> str:
+    """The input preprocessing mode (:data:`PREPROCESSING_MODES`) that ``build(name,
+    weights=weights)`` expects: ``weights`` None or a local file (trained here) -> the
+    ``"none"`` entry, ``"imagenet"`` -> the mode of keras.applications' ImageNet weights."""
+    spec = get_spec(name)
+    source = "imagenet" if weights == "imagenet" else "none"
+    if source not in spec.preprocessing:
+        raise ValueError(
+            f"{name} has no {source!r} weights; its preprocessing is known for: "
+            f"{', '.join(sorted(spec.preprocessing))}."
+        )
+    return spec.preprocessing[source]
+
+
+def training_hints(model_or_name) -> dict:
+    """The family training hints (:attr:`ModelSpec.training`) of a registry name or of a
+    model named after one (``model.name``); ``{}`` for names the registry does not know."""
+    name = model_or_name if isinstance(model_or_name, str) else getattr(model_or_name, "name", None)
+    if not isinstance(name, str):
+        raise TypeError(
+            f"`model_or_name` must be a registry name or a keras.Model, got "
+            f"{type(model_or_name).__name__}: {model_or_name!r}."
+        )
+    _ensure_loaded()
+    spec = _REGISTRY.get(name)
+    return dict(spec.training) if spec is not None else {}
 
 
 def build(name: str, /, **overrides):
     """Builds the registered model ``name``; keywords override the builder defaults.
 
     Example: ``keras_apps.build("resnet50", classes=10, input_shape=(64, 64, 3))``.
+    Keywords the builder does not take fail before anything is built
+    (:func:`check_arguments`).
     """
     spec = get_spec(name)
+    check_arguments(name, overrides)
     return spec.builder(**overrides)

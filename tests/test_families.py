@@ -162,10 +162,91 @@ def test_imagenet_errors_are_clear(monkeypatch):
         raise Exception("URL fetch failure on https://storage.googleapis.com/...: None")
 
     monkeypatch.setattr(keras.applications, "DenseNet121", offline)
-    with pytest.raises(RuntimeError, match="internet connection"):
+    with pytest.raises(FileNotFoundError, match="could not be fetched.*keras.*models"):
+        keras_apps.build("densenet121", weights="imagenet", include_top=False, input_shape=(32, 32, 3))
+
+    def corrupt_cache(**kwargs):
+        raise OSError("Unable to synchronously open file (truncated file)")
+
+    monkeypatch.setattr(keras.applications, "DenseNet121", corrupt_cache)
+    with pytest.raises(ValueError, match="truncated file.*weights=None"):
         keras_apps.build("densenet121", weights="imagenet", include_top=False, input_shape=(32, 32, 3))
     assert "densenet121" in pretrained.imagenet_models()
     assert "se_resnet50" not in pretrained.imagenet_models()
+
+
+def test_offline_imagenet_weights_give_a_clear_error_fast(monkeypatch, tmp_path):
+    """The real keras.applications download path, with the network unreachable (as here)
+    and an empty cache: one FileNotFoundError naming the cache folder, no traceback soup."""
+    import socket
+    import time
+    import urllib.error
+
+    from keras.src.backend import config as keras_config
+    from keras.src.utils import file_utils
+
+    def unreachable(*args, **kwargs):
+        raise urllib.error.URLError(socket.gaierror(-2, "Name or service not known"))
+
+    monkeypatch.setattr(file_utils, "urlretrieve", unreachable)
+    monkeypatch.setattr(keras_config, "keras_home", lambda: str(tmp_path))  # an empty cache
+    start = time.monotonic()
+    with pytest.raises(FileNotFoundError) as err:
+        keras_apps.build("resnet50", weights="imagenet", include_top=False, input_shape=(64, 64, 3))
+    assert time.monotonic() - start < 60
+    message = str(err.value)
+    assert "'resnet50' could not be fetched (no network?)" in message
+    assert ".keras" in message and "models" in message and "weights=None" in message
+    assert "copy resnet50_weights_tf_dim_ordering_tf_kernels_notop.h5 (from https://" in message
+    assert err.value.__cause__ is None  # one message, not a chain of tracebacks
+
+
+def _photos(size, n=6):
+    """``n`` crops of scikit-learn's two bundled photographs (no download), 0..255 RGB."""
+    from sklearn.datasets import load_sample_images
+
+    crops = []
+    for index in range(n):
+        image = load_sample_images().images[index % 2]
+        top, left = 40 * (index // 2), 60 * (index // 2)
+        crop = image[top : top + 4 * size, left : left + 4 * size]
+        crops.append(keras.ops.image.resize(crop[None].astype("float32"), (size, size))[0])
+    return np.stack([np.asarray(c) for c in crops]).astype("float32")
+
+
+@pytest.mark.parametrize(
+    "name, keras_name, module",
+    [
+        ("resnet50", "ResNet50", "resnet"),
+        ("vgg16", "VGG16", "vgg16"),
+        ("densenet121", "DenseNet121", "densenet"),
+        ("efficientnet_b0", "EfficientNetB0", "efficientnet"),
+    ],
+)
+def test_transplanted_model_with_declared_preprocessing_matches_keras_applications(name, keras_name, module):
+    """Our model fed ``preprocess_images(pixels, preprocessing_for(name, "imagenet"))``
+    predicts what the keras.applications twin predicts on its own ``preprocess_input``.
+
+    Random (seeded) weights stand in for the ImageNet ones; the logits are compared, since a
+    random deep network's probabilities hardly depend on the image, and every other mode is
+    checked to give different logits (the declared mode is the only one that fits)."""
+    from keras_apps.data.preprocessing import PREPROCESSING_MODES, preprocess_images
+
+    shape = (64, 64, 3)
+    reference = getattr(keras.applications, keras_name)(
+        weights=None, input_shape=shape, classes=10, classifier_activation=None
+    )
+    _randomise(reference)
+    ours = keras_apps.build(name, input_shape=shape, classes=10, classifier_activation=None)
+    pretrained.transplant_weights(reference, ours)
+    pixels = _photos(64)
+    mode = keras_apps.registry.preprocessing_for(name, "imagenet")
+    theirs = np.asarray(reference(getattr(keras.applications, module).preprocess_input(pixels.copy())))
+    mine = np.asarray(ours(preprocess_images(pixels, mode)))
+    np.testing.assert_array_equal(np.argmax(mine, axis=-1), np.argmax(theirs, axis=-1))
+    np.testing.assert_allclose(mine, theirs, rtol=1e-5, atol=1e-6)
+    for other in set(PREPROCESSING_MODES) - {mode, "dataset"}:
+        assert not np.allclose(ours(preprocess_images(pixels, other)), theirs, rtol=1e-5, atol=1e-6), other
 
 
 # --------------------------------------------------------------------- GoogLeNet

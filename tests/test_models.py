@@ -6,13 +6,22 @@ import tensorflow as tf
 
 import keras
 import keras_apps
+from keras_apps import graph
 
 BIG = 30_000_000  # parameter count above which a model's tests are marked slow
+
+#: Opt-out list of the all-models tests: registry name -> why the model cannot take the
+#: generic small random input of :func:`_small_input` (e.g. it needs several inputs or a
+#: fixed non-image input). Every model listed here is skipped with its reason; a new entry
+#: needs its own tests elsewhere. Empty today: every registered model takes an image.
+SPECIAL_INPUTS: dict[str, str] = {}
 
 
 def _params(name):
     spec = keras_apps.get_spec(name)
     marks = [pytest.mark.slow] if spec.params > BIG else []
+    if name in SPECIAL_INPUTS:
+        marks.append(pytest.mark.skip(reason=f"{name} needs special inputs: {SPECIAL_INPUTS[name]}"))
     return pytest.param(name, marks=marks, id=name)
 
 
@@ -25,6 +34,11 @@ def _small_input(name, batch=2, seed=0):
     shape = (size, size, spec.input_shape[-1])
     images = np.random.RandomState(seed).uniform(-1, 1, (batch, *shape)).astype("float32")
     return shape, images
+
+
+def test_special_inputs_name_registered_models():
+    assert set(SPECIAL_INPUTS) <= set(keras_apps.list_models())
+    assert all(isinstance(reason, str) and reason for reason in SPECIAL_INPUTS.values())
 
 
 def test_registry_is_populated():
@@ -89,3 +103,28 @@ def test_headless_pooling(name):
     np.testing.assert_allclose(
         model(images), np.mean(unpooled(images), axis=(1, 2)), rtol=1e-5, atol=1e-6
     )
+
+
+@pytest.mark.parametrize("name", ALL)
+def test_softmax_of_logits_equals_output_and_classifier_has_classes_channels(name):
+    info = keras_apps.model_info(name)
+    shape, images = _small_input(name)
+    model = keras_apps.build(name, input_shape=shape, classes=5)
+    activation = model.get_layer("predictions_activation")
+    assert isinstance(activation, keras.layers.Activation) and activation.dtype_policy.name == "float32"
+    assert model.outputs[0] is activation.output  # the softmax is the output layer, alone
+
+    logits = graph.logits_model(model)
+    assert logits.outputs[0] is model.get_layer(info["logits_layer"]).output
+    assert tuple(logits.outputs[0].shape) == (None, 5)
+    scores = logits(images, training=False)
+    np.testing.assert_allclose(
+        keras.ops.softmax(scores, axis=-1), model(images, training=False), rtol=1e-5, atol=1e-6
+    )
+    # the classifier (last Dense or 1x1 conv) produces one channel per class
+    classifier = model.get_layer(info["classifier_layer"])
+    assert isinstance(classifier, (keras.layers.Dense, keras.layers.Conv2D))
+    assert classifier.output.shape[-1] == 5
+    assert keras.activations.serialize(classifier.activation) == "linear"
+    if isinstance(classifier, keras.layers.Conv2D):
+        assert classifier.kernel_size == (1, 1)

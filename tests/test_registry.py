@@ -185,3 +185,27 @@ def test_zero_padding_shortcut_matches_a_numpy_reference():
     np.testing.assert_array_equal(y, expected)
     with pytest.raises(ValueError, match="input has 3 channels"):
         ZeroPaddingShortcut(2)(x)
+
+
+@pytest.mark.parametrize("suffix", [".weights.h5", ".keras"])
+def test_a_corrupt_weights_file_is_reported_with_its_path(tmp_path, suffix):
+    path = tmp_path / f"corrupt{suffix}"
+    path.write_bytes(b"not a weights file" * 64)
+    with pytest.raises(ValueError, match="Could not load weights from .*corrupt") as err:
+        keras_apps.build("resnet20_cifar", weights=str(path))
+    assert str(path) in str(err.value)
+
+
+@pytest.mark.parametrize("suffix", [".weights.h5", ".keras"])
+def test_weights_of_another_architecture_give_one_error_and_no_warning_flood(tmp_path, suffix):
+    import warnings
+
+    source = keras_apps.build("resnet20_cifar")
+    path = tmp_path / f"resnet20{suffix}"
+    source.save(path) if suffix == ".keras" else source.save_weights(path)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        with pytest.raises(ValueError, match="another architecture") as err:
+            keras_apps.build("nin_cifar", weights=str(path))
+    assert str(path) in str(err.value) and "'nin_cifar'" in str(err.value)
+    assert [str(w.message) for w in caught] == []

@@ -8,6 +8,8 @@ before a single layer is built, and errors name the bad value and what is allowe
 from __future__ import annotations
 
 import os
+import warnings
+import zipfile
 
 import keras
 
@@ -143,8 +145,26 @@ def pooled_head(x, *, include_top, pooling, classes, classifier_activation, drop
         x = keras.layers.GlobalAveragePooling2D(name="avg_pool")(x)
         if dropout:
             x = keras.layers.Dropout(dropout, name="head_dropout")(x)
-        return keras.layers.Dense(classes, activation=classifier_activation, name="predictions")(x)
+        return classifier(x, classes=classes, classifier_activation=classifier_activation)
     return global_pool(x, pooling)
+
+
+def classifier(x, *, classes, classifier_activation, name="predictions", **dense_kwargs):
+    """The dense classifier ``name`` producing the logits, then its activation as a separate
+    layer (:func:`classifier_activation_layer`)."""
+    x = keras.layers.Dense(classes, name=name, **dense_kwargs)(x)
+    return classifier_activation_layer(x, classifier_activation, name=name)
+
+
+def classifier_activation_layer(logits, classifier_activation, *, name="predictions"):
+    """``Activation(classifier_activation)`` named ``<name>_activation`` on the logits, in
+    float32 (mixed-precision models output float32 probabilities); the logits themselves
+    when ``classifier_activation`` is None."""
+    if classifier_activation is None:
+        return logits
+    return keras.layers.Activation(classifier_activation, name=f"{name}_activation", dtype="float32")(
+        logits
+    )
 
 
 def check_rate(argument: str, value) -> None:
@@ -161,7 +181,7 @@ def fully_connected_head(x, *, units, names, dropout, dropout_names, classes, cl
         x = keras.layers.Dense(width, activation="relu", name=name)(x)
         if dropout:
             x = keras.layers.Dropout(dropout, name=dropout_name)(x)
-    return keras.layers.Dense(classes, activation=classifier_activation, name="predictions")(x)
+    return classifier(x, classes=classes, classifier_activation=classifier_activation)
 
 
 def global_pool(x, pooling):
@@ -185,13 +205,30 @@ def finish(inputs, outputs, *, model_name: str, name: str | None, weights) -> ke
 
 
 def load_weights(model: keras.Model, path) -> None:
-    """Loads a ``.weights.h5`` or ``.keras`` file; shape mismatches name both shapes."""
-    path = os.fspath(path)
-    try:
-        model.load_weights(path)
-    except ValueError as err:
-        raise ValueError(
-            f"Could not load weights from {path!r} into {model.name!r} "
-            f"({model.count_params():,} parameters): {err}"
-        ) from err
+    """Loads a ``.weights.h5`` or ``.keras`` file into ``model``.
 
+    Every failure is one ValueError naming the path: an unreadable file (not HDF5 / not a
+    zip), or weights of another architecture (Keras' per-layer warnings are held back and
+    summarised, not printed); warnings of a load that succeeds are passed on.
+    """
+    path = os.fspath(path)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        try:
+            model.load_weights(path)
+        except FileNotFoundError:
+            raise
+        except (OSError, zipfile.BadZipFile, EOFError) as err:
+            raise ValueError(
+                f"Could not load weights from {path!r}: the file is not a readable Keras "
+                f"weights file (corrupt or truncated?): {type(err).__name__}: {err}"
+            ) from err
+        except (ValueError, KeyError, TypeError) as err:
+            held = f" ({len(caught)} Keras warnings held back)" if caught else ""
+            raise ValueError(
+                f"Could not load weights from {path!r} into {model.name!r} "
+                f"({model.count_params():,} parameters): the file holds the weights of another "
+                f"architecture or configuration{held}: {err}"
+            ) from err
+    for warning in caught:
+        warnings.warn_explicit(warning.message, warning.category, warning.filename, warning.lineno)

@@ -49,6 +49,8 @@ def _conv(filters, kernel_size, name, strides=1, padding="same"):
         "conv5": "pool5",
     },
     min_size=67,
+    classifier_layer="predictions",
+    logits_layer="predictions",
 )
 def alexnet(
     include_top=True,

@@ -191,6 +191,9 @@ def _register_imagenet(model_name, blocks, params, keras_name):
         feature_layers=_features(blocks),
         min_size=32,
         keras_applications=keras_name,
+        classifier_layer="predictions",
+        logits_layer="predictions",
+        preprocessing={"none": "dataset", **({"imagenet": "torch"} if keras_name else {})},
     )
     def builder(
         include_top=True,
@@ -238,6 +241,8 @@ densenet264 = _register_imagenet("densenet264", *_IMAGENET["densenet264"])
     params=793_150,
     feature_layers={"stem": "conv1_conv", "stage1": "pool2_relu", "stage2": "pool3_relu", "stage3": "relu"},
     min_size=4,
+    classifier_layer="predictions",
+    logits_layer="predictions",
 )
 def densenet_bc100_cifar(
     include_top=True,

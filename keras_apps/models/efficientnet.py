@@ -332,9 +332,9 @@ def efficientnet(
         x = keras.layers.GlobalAveragePooling2D(name="avg_pool")(x)
         if scaling.dropout > 0:
             x = keras.layers.Dropout(scaling.dropout, name="top_dropout")(x)
-        x = keras.layers.Dense(
-            classes, activation=classifier_activation, kernel_initializer=_DENSE_INIT, name="predictions"
-        )(x)
+        x = _common.classifier(
+            x, classes=classes, classifier_activation=classifier_activation, kernel_initializer=_DENSE_INIT
+        )
     else:
         x = _common.global_pool(x, pooling)
     return _common.finish(inputs, x, model_name=model_name, name=name, weights=weights)
@@ -369,6 +369,10 @@ def _register(variant, params):
         feature_layers=feature_layers(scaling),
         min_size=32,
         keras_applications=f"EfficientNet{variant.upper()}",
+        classifier_layer="predictions",
+        logits_layer="predictions",
+        # our model normalises 0..255 pixels itself, as keras.applications.EfficientNet
+        preprocessing={"none": "dataset", "imagenet": "raw"},
     )
     def builder(
         include_top=True,

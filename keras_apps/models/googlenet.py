@@ -104,7 +104,39 @@ def auxiliary_classifier(x, *, classes, classifier_activation, name):
     x = keras.layers.Flatten(name=f"{name}_flatten")(x)
     x = keras.layers.Dense(1024, activation="relu", name=f"{name}_fc")(x)
     x = keras.layers.Dropout(0.7, name=f"{name}_drop_fc")(x)
-    return keras.layers.Dense(classes, activation=classifier_activation, name=f"{name}_predictions")(x)
+    return _common.classifier(
+        x, classes=classes, classifier_activation=classifier_activation, name=f"{name}_predictions"
+    )
+
+
+def loss_arguments(loss="sparse_categorical_crossentropy") -> dict:
+    """``compile`` keywords for the training model: ``loss`` on each of the three outputs and
+    ``loss_weights`` 1 (main) and 0.3 (each auxiliary classifier, Sec. 5)."""
+    return {"loss": {key: loss for key in LOSS_WEIGHTS}, "loss_weights": dict(LOSS_WEIGHTS)}
+
+
+def training_targets(labels) -> dict:
+    """The targets of the training model: the same ``labels`` for every output."""
+    return {key: labels for key in LOSS_WEIGHTS}
+
+
+def strip_auxiliary(model: keras.Model, name: str | None = None) -> keras.Model:
+    """The inference model of a GoogLeNet training model (``aux_logits=True``).
+
+    It keeps the path from the input to the main classifier only, so it drops the auxiliary
+    classifiers (Sec. 5: "at inference time, these auxiliary networks are discarded") and
+    shares all its layers, hence its weights, with ``model``. A GoogLeNet without auxiliary
+    classifiers is returned as it is.
+    """
+    names = [layer.name for layer in model.layers]
+    if CLASSIFIER_NAME not in names:
+        raise ValueError(
+            f"Model {model.name!r} has no {CLASSIFIER_NAME!r} layer: strip_auxiliary expects a "
+            "GoogLeNet built with include_top=True (and aux_logits=True)."
+        )
+    if not isinstance(model.output, dict):
+        return model if name is None else keras.Model(model.input, model.output, name=name)
+    return keras.Model(model.input, model.output["main"], name=name or model.name)
 
 
 @register_model(
@@ -121,6 +153,9 @@ def auxiliary_classifier(x, *, classes, classifier_activation, name):
         "inception5": "inception_5b_output",
     },
     min_size=32,
+    classifier_layer=CLASSIFIER_NAME,
+    logits_layer=CLASSIFIER_NAME,
+    training={"loss_weights": dict(LOSS_WEIGHTS), "inference_model": strip_auxiliary},
 )
 def googlenet(
     include_top=True,
@@ -194,30 +229,3 @@ def googlenet(
     )
     outputs = {"main": x, **aux_outputs} if aux_logits else x
     return _common.finish(inputs, outputs, model_name="googlenet", name=name, weights=weights)
-
-
-def loss_arguments(loss="sparse_categorical_crossentropy") -> dict:
-    """``compile`` keywords for the training model: ``loss`` on each of the three outputs and
-    ``loss_weights`` 1 (main) and 0.3 (each auxiliary classifier, Sec. 5)."""
-    return {"loss": {key: loss for key in LOSS_WEIGHTS}, "loss_weights": dict(LOSS_WEIGHTS)}
-
-
-def training_targets(labels) -> dict:
-    """The targets of the training model: the same ``labels`` for every output."""
-    return {key: labels for key in LOSS_WEIGHTS}
-
-
-def strip_auxiliary(model: keras.Model, name: str | None = None) -> keras.Model:
-    """The inference model of a GoogLeNet training model (``aux_logits=True``).
-
-    It keeps the path from the input to the main classifier only, so it drops the auxiliary
-    classifiers (Sec. 5: "at inference time, these auxiliary networks are discarded") and
-    shares all its layers, hence its weights, with ``model``.
-    """
-    names = [layer.name for layer in model.layers]
-    if CLASSIFIER_NAME not in names:
-        raise ValueError(
-            f"Model {model.name!r} has no {CLASSIFIER_NAME!r} layer: strip_auxiliary expects a "
-            "GoogLeNet built with include_top=True (and aux_logits=True)."
-        )
-    return keras.Model(model.input, model.get_layer(CLASSIFIER_NAME).output, name=name or model.name)

@@ -12,6 +12,10 @@ builders reproduce keras.applications' layers and their order exactly.
 
 from __future__ import annotations
 
+import os
+import re
+import urllib.error
+
 import keras
 
 from keras_apps import registry
@@ -89,13 +93,30 @@ def keras_applications_model(model_name: str, include_top: bool) -> keras.Model:
             classes=IMAGENET_CLASSES,
         )
     except Exception as err:  # network, cache and checksum failures all land here
-        raise RuntimeError(
-            f"Could not get the ImageNet weights of {model_name!r} through "
-            f"keras.applications.{twin}(weights='imagenet', include_top={include_top}): "
-            f"{type(err).__name__}: {err}. The file is downloaded once into ~/.keras/models and "
-            "needs an internet connection the first time; offline, copy it there from a "
-            "connected machine, or build with weights=None."
+        cache = os.path.join(os.environ.get("KERAS_HOME", os.path.join("~", ".keras")), "models")
+        url = re.search(r"https?://\S+?(?=: |\s|$)", str(err))
+        file = f"{url.group(0).rsplit('/', 1)[-1]} (from {url.group(0)})" if url else "the weights file"
+        where = (
+            f"keras.applications.{twin}(weights='imagenet', include_top={include_top}) downloads "
+            f"them once into {cache} (KERAS_HOME); offline, copy {file} there from a "
+            "connected machine, or build with weights=None"
+        )
+        if _is_fetch_failure(err):
+            raise FileNotFoundError(
+                f"The ImageNet weights of {model_name!r} could not be fetched (no network?): "
+                f"{where}. ({type(err).__name__}: {err})"
+            ) from None
+        raise ValueError(
+            f"Could not get the ImageNet weights of {model_name!r}: {type(err).__name__}: {err}. "
+            f"{where[0].upper()}{where[1:]}."
         ) from err
+
+
+def _is_fetch_failure(err: Exception) -> bool:
+    """keras.utils.get_file reports an unreachable URL as ``Exception("URL fetch failure ...")``."""
+    return isinstance(err, (urllib.error.URLError, ConnectionError, TimeoutError)) or (
+        "URL fetch failure" in str(err)
+    )
 
 
 def transplant_weights(source: keras.Model, target: keras.Model) -> None:

@@ -214,6 +214,9 @@ def _register_imagenet(model_name, blocks, block, use_bias, params, keras_name):
         feature_layers=_features(blocks),
         min_size=32,
         keras_applications=keras_name,
+        classifier_layer="predictions",
+        logits_layer="predictions",
+        preprocessing={"none": "dataset", **({"imagenet": "caffe"} if keras_name else {})},
     )
     def builder(
         include_top=True,
@@ -260,6 +263,8 @@ def _register_cifar(model_name, n, params):
         params=params,
         feature_layers=_features((n, n, n)),
         min_size=4,
+        classifier_layer="predictions",
+        logits_layer="predictions",
     )
     def builder(
         include_top=True,

@@ -95,6 +95,8 @@ def _register(model_name, blocks, modulated, stages, params, paper):
         params=params,
         feature_layers=_features(blocks),
         min_size=32,
+        classifier_layer="predictions",
+        logits_layer="predictions",
     )
     def builder(
         include_top=True,

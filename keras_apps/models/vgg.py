@@ -78,6 +78,9 @@ def _features(convs_per_block):
     feature_layers=_features((2, 2, 3, 3, 3)),
     min_size=32,
     keras_applications="VGG16",
+    classifier_layer="predictions",
+    logits_layer="predictions",
+    preprocessing={"none": "dataset", "imagenet": "caffe"},
 )
 def vgg16(
     include_top=True,
@@ -117,6 +120,9 @@ def vgg16(
     feature_layers=_features((2, 2, 4, 4, 4)),
     min_size=32,
     keras_applications="VGG19",
+    classifier_layer="predictions",
+    logits_layer="predictions",
+    preprocessing={"none": "dataset", "imagenet": "caffe"},
 )
 def vgg19(
     include_top=True,
