@@ -35,7 +35,7 @@ CELLS = [
         "run_dir = pathlib.Path(tempfile.mkdtemp()) / 'resnet20_digits'\n"
         "result = training.fit('resnet20_cifar', 'digits', epochs=4, batch_size=32,\n"
         "                      learning_rate=0.05, strategy='auto', output_dir=run_dir, verbose=2)\n"
-        "result.metrics"
+        "result.metrics['validation'], result.metrics['test']"
     ),
     new_markdown_cell("## Evaluate: top-1 / top-5 error on the held-out digits"),
     new_code_cell(
@@ -57,10 +57,10 @@ CELLS = [
         "epochs = [int(row['epoch']) + 1 for row in rows]\n"
         "fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(10, 3.5))\n"
         "ax1.plot(epochs, column('loss'), 'o-', label='train')\n"
-        "ax1.plot(epochs, column('val_loss'), 'o-', label='test')\n"
+        "ax1.plot(epochs, column('val_loss'), 'o-', label='validation (held out of train)')\n"
         "ax1.set_xlabel('epoch'); ax1.set_ylabel('cross-entropy'); ax1.legend()\n"
         "ax2.plot(epochs, [1 - v for v in column('top1')], 'o-', label='train')\n"
-        "ax2.plot(epochs, [1 - v for v in column('val_top1')], 'o-', label='test')\n"
+        "ax2.plot(epochs, [1 - v for v in column('val_top1')], 'o-', label='validation (held out of train)')\n"
         "ax2.set_xlabel('epoch'); ax2.set_ylabel('top-1 error'); ax2.legend()\n"
         "plt.tight_layout()"
     ),
