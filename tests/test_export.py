@@ -5,6 +5,12 @@ The classifier is a width-0.25 NIN trained for a few epochs on sklearn's digits 
 to [0, 1], upsampled to 16x16x3): int8 calibration and agreement are measured on real images.
 """
 
+import os
+import re
+import subprocess
+import sys
+import zipfile
+
 import keras
 import numpy as np
 import pytest
@@ -325,3 +331,106 @@ def test_calibration_images_accepts_arrays_datasets_and_generators(digits):
         export.calibration_images(lambda: iter([]), shape, limit=30)
     with pytest.raises(ValueError, match="NaN"):
         export.calibration_images(np.full((2, 16, 16, 3), np.nan), shape, limit=30)
+
+
+@pytest.fixture
+def tiny():
+    inputs = keras.Input((4, 4, 3), name=INPUT_NAME)
+    outputs = keras.layers.Dense(2, activation="softmax")(keras.layers.Flatten()(inputs))
+    return keras.Model(inputs, outputs, name="tiny")
+
+
+def test_check_target_is_where_export_model_writes(tiny, tmp_path):
+    for fmt in export.FORMATS:
+        if fmt == "tflite_int8":
+            continue
+        expected = export.check_target("tiny", fmt, root=tmp_path)
+        assert export.export_model(tiny, fmt, root=tmp_path, verify=False).path == expected
+        with pytest.raises(FileExistsError, match=r"overwrite=True \(CLI: --overwrite\)"):
+            export.check_target("tiny", fmt, root=tmp_path, version=1 if fmt == "serving" else None)
+    assert export.check_target("tiny", "tflite_int8", root=tmp_path) == tmp_path / "tiny_int8.tflite"
+    assert export.check_target("tiny", "serving", root=tmp_path) == tmp_path / "tiny" / "2"
+    assert export.check_target("tiny", "keras", root=tmp_path, overwrite=True) == tmp_path / "tiny.keras"
+    with pytest.raises(ValueError, match="allowed formats"):
+        export.check_target("tiny", "onnx")
+    with pytest.raises(ValueError, match="not usable as a file name"):
+        export.check_target("../tiny", "keras")
+
+
+def test_a_target_of_the_wrong_kind_or_under_a_file_is_refused_without_overwrite_hints(tiny, tmp_path):
+    folder = tmp_path / "model.keras"
+    folder.mkdir()
+    afile = tmp_path / "notes.txt"
+    afile.write_text("x")
+    cases = [
+        (dict(format="keras", output=folder), "is a folder; format 'keras' writes a file"),
+        (dict(format="saved_model", output=afile), "is a file; format 'saved_model' writes"),
+        (dict(format="tflite", output=afile / "m.tflite"), "notes.txt is a file, not a folder"),
+        (dict(format="serving", output=afile / "served"), "notes.txt is a file, not a folder"),
+    ]
+    for kwargs, message in cases:
+        for overwrite in (False, True):
+            with pytest.raises(ValueError, match=message) as raised:
+                export.export_model(tiny, verify=False, overwrite=overwrite, **kwargs)
+            assert "overwrite" not in str(raised.value)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["model.keras", "notes.txt"]
+    assert list(folder.iterdir()) == []
+
+
+def test_staging_folders_of_killed_exports_are_removed(tiny, tmp_path):
+    from keras_apps.export import _atomic
+
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
+                          capture_output=True, text=True, check=True)
+    dead_pid = int(dead.stdout)
+    host = _atomic._host()
+    stale = tmp_path / f".tiny.keras.tmp-{host}-{dead_pid}-abc123_x"
+    stale_other_target = tmp_path / f".tiny_saved_model.tmp-{host}-{dead_pid}-zz9"
+    live = tmp_path / f".tiny.keras.tmp-{host}-{os.getpid()}-live0001"
+    other_host = tmp_path / f".tiny.keras.tmp-elsewhere{host}-{dead_pid}-q1"
+    for folder in (stale, stale_other_target, live, other_host):
+        (folder / "saved_model").mkdir(parents=True)
+    result = export.export_model(tiny, "keras", root=tmp_path, verify=False)
+    assert result.path.is_file()
+    assert not stale.exists() and not stale_other_target.exists()
+    assert live.is_dir() and other_host.is_dir()
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(
+        [live.name, other_host.name, "tiny.keras"]
+    )
+
+
+def test_staging_folder_names_carry_host_and_pid(tiny, tmp_path, monkeypatch):
+    from keras_apps.export import _atomic
+
+    seen = []
+    original = _atomic.Staging.commit
+
+    def commit(stage, *, overwrite):
+        seen.append(stage.tmp.name)
+        original(stage, overwrite=overwrite)
+
+    monkeypatch.setattr(_atomic.Staging, "commit", commit)
+    export.export_model(tiny, "keras", root=tmp_path, verify=False)
+    assert re.fullmatch(rf"\.tiny\.keras\.tmp-{_atomic._host()}-{os.getpid()}-[a-z0-9_]+", seen[0])
+
+
+def test_unreadable_exports_are_value_errors_naming_the_file(tmp_path):
+    garbage = tmp_path / "garbage.keras"
+    garbage.write_bytes(b"\x00not a zip archive" * 8)
+    with pytest.raises(ValueError, match="garbage.keras is not a readable Keras model") as raised:
+        export.load_exported(garbage)
+    assert "File not found" not in str(raised.value)
+    other_zip = tmp_path / "other.keras"
+    with zipfile.ZipFile(other_zip, "w") as archive:
+        archive.writestr("notes.txt", "not a model")
+    with pytest.raises(ValueError, match="other.keras is not a readable Keras model"):
+        export.load_exported(other_zip)
+    tflite = tmp_path / "bad.tflite"
+    tflite.write_bytes(b"\x00" * 64)
+    with pytest.raises(ValueError, match="bad.tflite is not a readable TFLite model"):
+        export.load_exported(tflite)
+    saved = tmp_path / "bad_saved_model"
+    saved.mkdir()
+    (saved / "saved_model.pb").write_bytes(b"\x00garbage")
+    with pytest.raises(ValueError, match="bad_saved_model is not a readable SavedModel"):
+        export.load_exported(saved)

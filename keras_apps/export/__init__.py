@@ -51,6 +51,11 @@ Every write is atomic: the artefact is built in a hidden temporary sibling of th
 reloaded and verified there, then renamed into place. A failure leaves no target and no
 temporary files; an existing export is only replaced (``overwrite=True``) after the new one
 has verified, and an existing serving version is never replaced without ``overwrite``.
+The temporary sibling is named ``.<target>.tmp-<host>-<pid>-<random>``; an export removes the
+ones of its target left by processes of this host that no longer run (a killed export).
+:func:`check_target` says where an export will go and raises what :func:`export_model` would
+raise about the target (it exists, it is a folder where a file goes, it lies under a file),
+so ``keras-apps train --export`` checks before it trains.
 """
 
 from keras_apps.export.exporter import (
@@ -62,6 +67,7 @@ from keras_apps.export.exporter import (
     ExportError,
     ExportResult,
     ExportVerificationError,
+    check_target,
     export_model,
     verify_export,
 )
@@ -79,6 +85,7 @@ __all__ = [
     "ExportVerificationError",
     "ExportedModel",
     "calibration_images",
+    "check_target",
     "export_model",
     "load_exported",
     "verify_export",

@@ -28,6 +28,7 @@ __all__ = [
     "ExportError",
     "ExportVerificationError",
     "ExportResult",
+    "check_target",
     "export_model",
     "verify_export",
 ]
@@ -184,8 +185,8 @@ def export_model(
         raise ValueError(
             f"`representative_data` only applies to format 'tflite_int8', not {format!r}."
         )
-    target = _target_path(model, format, output, root, version)
-    _check_target(target, format, overwrite)
+    target = check_target(model.name, format, output=output, root=root, version=version,
+                          overwrite=overwrite)
     calibration = None
     if format == "tflite_int8":
         calibration = calibration_images(representative_data, input_shape, limit=CALIBRATION_IMAGES)
@@ -210,8 +211,8 @@ def export_model(
                 kept = "the existing export is unchanged" if existed else "nothing was written"
                 raise ExportVerificationError(
                     f"The {format!r} export of model {model.name!r} failed verification on "
-                    f"{len(sample)} images: {comparison.describe()}; {kept} at {target}. "
-                    "Pass verify=False to keep an unverified export."
+                    f"{len(sample)} images: {comparison.describe()}; {kept} at {target} "
+                    "(export_model(..., verify=False) keeps an unverified export)."
                 )
         del loaded  # closes the TFLite file before it is renamed (required on Windows)
         stage.commit(overwrite=overwrite)
@@ -266,20 +267,37 @@ def _check_model(model) -> tuple:
     return tuple(inputs[0].shape[1:])
 
 
-def _target_path(model, format, output, root, version) -> pathlib.Path:
+def check_target(
+    name: str,
+    format: str,
+    *,
+    output=None,
+    root="saved_models",
+    version: int | None = None,
+    overwrite: bool = False,
+) -> pathlib.Path:
+    """The path :func:`export_model` writes ``format`` of a model named ``name`` to (same
+    arguments); raises now what it would raise there, so a caller can check before training.
+
+    Raises:
+        ValueError: unknown format, an ``output`` of the wrong kind (a ``.tflite`` name for a
+            SavedModel, an existing folder where a file goes or the reverse) or under a file.
+        FileExistsError: the target (or the serving version) exists and ``overwrite`` is
+            False.
+    """
+    if format not in FORMATS:
+        raise ValueError(
+            f"Unknown export format {format!r}; allowed formats: {', '.join(FORMATS)}."
+        )
     if output is None:
-        if not _SAFE_NAME.fullmatch(model.name):
-            raise ValueError(
-                f"Model name {model.name!r} is not usable as a file name (letters, digits, "
-                "'_', '.', '-'); pass `output`."
-            )
+        _check_name(name)
         root = pathlib.Path(root)
         output = {
-            "keras": root / f"{model.name}.keras",
-            "saved_model": root / f"{model.name}_saved_model",
-            "tflite": root / f"{model.name}.tflite",
-            "tflite_int8": root / f"{model.name}_int8.tflite",
-            "serving": root / model.name,
+            "keras": root / f"{name}.keras",
+            "saved_model": root / f"{name}_saved_model",
+            "tflite": root / f"{name}.tflite",
+            "tflite_int8": root / f"{name}_int8.tflite",
+            "serving": root / name,
         }[format]
     output = pathlib.Path(output)
     if format in _SUFFIX and output.suffix != _SUFFIX[format]:
@@ -292,35 +310,62 @@ def _target_path(model, format, output, root, version) -> pathlib.Path:
             f"Format {format!r} writes a directory; `output` {str(output)!r} looks like a "
             f"{output.suffix} file."
         )
-    if format != "serving":
-        return output
-    if output.exists() and not output.is_dir():
-        raise ValueError(f"TF Serving model directory {output} exists and is not a directory.")
-    if version is None:
-        names = [p.name for p in output.iterdir()] if output.exists() else []
-        existing = [int(name) for name in names if name.isdigit()]
-        version = max(existing, default=0) + 1
-    elif isinstance(version, bool) or not isinstance(version, (int, np.integer)) or version < 1:
-        raise ValueError(f"`version` must be a positive integer, got {version!r}.")
-    return output / str(int(version))
+    _check_parents(output)
+    if format == "serving":
+        if output.exists() and not output.is_dir():
+            raise ValueError(f"TF Serving model directory {output} exists and is not a directory.")
+        if version is None:
+            names = [p.name for p in output.iterdir()] if output.exists() else []
+            existing = [int(name) for name in names if name.isdigit()]
+            version = max(existing, default=0) + 1
+        elif isinstance(version, bool) or not isinstance(version, (int, np.integer)) or version < 1:
+            raise ValueError(f"`version` must be a positive integer, got {version!r}.")
+        output = output / str(int(version))
+    _check_existing(output, format, overwrite)
+    return output
 
 
-def _check_target(target: pathlib.Path, format: str, overwrite: bool) -> None:
+def _check_name(name: str) -> None:
+    if not isinstance(name, str) or not _SAFE_NAME.fullmatch(name):
+        raise ValueError(
+            f"Model name {name!r} is not usable as a file name (letters, digits, '_', '.', "
+            "'-'); pass `output`."
+        )
+
+
+def _check_parents(target: pathlib.Path) -> None:
+    for parent in target.parents:
+        if os.path.lexists(parent):
+            if not parent.is_dir():
+                raise ValueError(
+                    f"Cannot write the export {target}: {parent} is a file, not a folder."
+                )
+            return
+
+
+def _check_existing(target: pathlib.Path, format: str, overwrite: bool) -> None:
     if not os.path.lexists(target):
         return
+    wants_dir = format in ("saved_model", "serving")
+    if wants_dir and not target.is_dir():
+        raise ValueError(
+            f"{target} is a file; format {format!r} writes a SavedModel folder there. Choose "
+            "another path."
+        )
+    if not wants_dir and target.is_dir():
+        raise ValueError(
+            f"{target} is a folder; format {format!r} writes a file there. Choose another path."
+        )
     if not overwrite:
         what = f"Version {target.name} of {target.parent}" if format == "serving" else str(target)
         raise FileExistsError(
-            f"{what} already exists; pass overwrite=True to replace it (it is replaced only "
-            "after the new export has verified)."
+            f"{what} already exists; pass overwrite=True (CLI: --overwrite) to replace it (it "
+            "is replaced only after the new export has verified)."
         )
-    wants_dir = format in ("saved_model", "serving")
     if wants_dir and not (target / "saved_model.pb").is_file():
         raise FileExistsError(
             f"{target} exists and is not a SavedModel directory; refusing to replace it."
         )
-    if not wants_dir and not target.is_file():
-        raise FileExistsError(f"{target} exists and is not a file; refusing to replace it.")
 
 
 def _verification_sample(sample, input_shape, calibration) -> np.ndarray:

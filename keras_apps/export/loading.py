@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import pathlib
+import zipfile
 from typing import Callable
 
 import keras
@@ -93,6 +94,11 @@ def named_outputs(model: keras.Model, outputs) -> dict[str, np.ndarray]:
     return {"output_0": np.asarray(outputs)}
 
 
+def _unreadable(path: pathlib.Path, kind: str, err: Exception) -> ValueError:
+    reason = " ".join(str(err).split())[:200] or type(err).__name__
+    return ValueError(f"{path} is not a readable {kind} ({type(err).__name__}: {reason}).")
+
+
 def _spec(shape, dtype) -> dict:
     return {"shape": [None if d is None or d < 0 else int(d) for d in shape], "dtype": str(dtype)}
 
@@ -109,7 +115,15 @@ def _single_input(names, path) -> str:
 def _load_keras(path: pathlib.Path) -> ExportedModel:
     import keras_apps.layers  # noqa: F401  (registers the custom layers for safe_mode loading)
 
-    model = keras.saving.load_model(path, safe_mode=True)
+    if not zipfile.is_zipfile(path):  # Keras would report "File not found"
+        raise ValueError(
+            f"{path} is not a readable Keras model: it is not a .keras (zip) archive; the file "
+            "is corrupt, truncated or of another kind."
+        )
+    try:
+        model = keras.saving.load_model(path, safe_mode=True)
+    except Exception as err:  # zipfile, h5py, json and deserialisation errors alike
+        raise _unreadable(path, "Keras model", err) from err
     input_name = _single_input([t.name for t in model.inputs], path)
     outputs = model.output
     if isinstance(outputs, dict):
@@ -132,7 +146,10 @@ def _load_keras(path: pathlib.Path) -> ExportedModel:
 def _load_saved_model(path: pathlib.Path) -> ExportedModel:
     import tensorflow as tf
 
-    loaded = tf.saved_model.load(str(path))
+    try:
+        loaded = tf.saved_model.load(str(path))
+    except Exception as err:
+        raise _unreadable(path, "SavedModel", err) from err
     if SIGNATURE_KEY not in loaded.signatures:
         raise ValueError(
             f"SavedModel {path} has no {SIGNATURE_KEY!r} signature (it has "
@@ -167,7 +184,10 @@ def _quantization(details: dict) -> dict | None:
 def _load_tflite(path: pathlib.Path) -> ExportedModel:
     from ai_edge_litert.interpreter import Interpreter
 
-    interpreter = Interpreter(model_path=str(path))
+    try:
+        interpreter = Interpreter(model_path=str(path))
+    except Exception as err:
+        raise _unreadable(path, "TFLite model", err) from err
     keys = list(interpreter.get_signature_list())
     if SIGNATURE_KEY in keys:
         key = SIGNATURE_KEY
