@@ -1,5 +1,6 @@
 """The README stays true: its model table is generated from the registry, its test command is CI's."""
 
+import os
 import pathlib
 import subprocess
 import sys
@@ -21,3 +22,24 @@ def test_readme_test_command_is_the_one_ci_runs():
     ci = (REPO / ".ci" / "run").read_text()
     command = "python -m pytest -n 2 --dist loadgroup -q"
     assert command in readme and command in ci
+
+
+def _python_block(section: str) -> str:
+    readme = (REPO / "README.md").read_text()
+    body = readme[readme.index(f"## {section}"):]
+    start = body.index("```python\n") + len("```python\n")
+    return body[start:body.index("```", start)]
+
+
+@pytest.mark.slow
+def test_readme_training_block_runs_and_runs_again(tmp_path):
+    # The second run finds the first one's run folders and exports (as a user who ran the
+    # main command first does): it must not fail with FileExistsError.
+    code = _python_block("Python training API").replace("epochs=5", "epochs=1")
+    assert "epochs=1" in code
+    for attempt in range(2):
+        out = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True,
+                             text=True, timeout=900,
+                             env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"})
+        assert out.returncode == 0, f"run {attempt + 1}: {out.stderr[-3000:]}"
+    assert (tmp_path / "runs" / "custom" / "metrics.json").is_file()
