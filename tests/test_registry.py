@@ -58,10 +58,11 @@ def test_registering_a_name_twice_is_an_error():
         ("resnet44_cifar", {}, 658_586),
         ("resnet56_cifar", {}, 853_018),
         ("resnet110_cifar", {}, 1_727_962),
-        # conv1 5x5x3x192+192, cccp1 192x160+160, cccp2 160x96+96, conv2 5x5x96x192+192,
+        # the paper's NIN (batch_norm=False): conv1 5x5x3x192+192, cccp1 192x160+160,
+        # cccp2 160x96+96, conv2 5x5x96x192+192,
         # cccp3/cccp4/cccp5 192x192+192, conv3 3x3x192x192+192, cccp6 192x100+100
-        ("nin_cifar", {"classes": 100}, 14_592 + 30_880 + 15_456 + 460_992 + 3 * 37_056 + 331_968 + 19_300),
-        ("nin_imagenet", {}, 7_595_176),
+        ("nin_cifar", {"classes": 100, "batch_norm": False}, 14_592 + 30_880 + 15_456 + 460_992 + 3 * 37_056 + 331_968 + 19_300),
+        ("nin_imagenet", {"batch_norm": False}, 7_595_176),
     ],
 )
 def test_trainable_parameters_match_published_figures(name, kwargs, trainable):

@@ -194,15 +194,30 @@ class DeformableConv2D(keras.layers.Layer):
     def predict_offsets(self, inputs):
         """``(offsets, mask)`` of the parallel offset branch (mask None unless modulated)."""
         x = tf.convert_to_tensor(inputs)
-        kh, kw = self.kernel_size
-        if isinstance(self.padding, str):
-            conv_padding = self.padding.upper()
-        else:
-            (pr, pc) = self.padding
-            x = tf.pad(x, [[0, 0], [pr, pr], [pc, pc], [0, 0]])
-            conv_padding = "VALID"
         kernel = tf.cast(self.offset_kernel, x.dtype)
-        out = tf.nn.conv2d(x, kernel, self.strides, conv_padding, dilations=self.dilation_rate)
+        if self.dilation_rate == (1, 1):
+            if isinstance(self.padding, str):
+                conv_padding = self.padding.upper()
+            else:
+                (pr, pc) = self.padding
+                x = tf.pad(x, [[0, 0], [pr, pr], [pc, pc], [0, 0]])
+                conv_padding = "VALID"
+            out = tf.nn.conv2d(x, kernel, self.strides, conv_padding)
+        else:
+            # tf.nn.conv2d with dilations > 1 has no CPU gradient (Conv2DBackpropInput);
+            # tf.nn.convolution (space-to-batch) has, at stride 1: pad explicitly, convolve at
+            # stride 1 and keep every stride-th output.
+            _, height, width, _ = _dc._dims(x)
+            pads = [
+                _dc.deform_conv_padding(size, k, s, d, p)
+                for size, k, s, d, p in zip(
+                    (height, width), self.kernel_size, self.strides, self.dilation_rate,
+                    (self.padding, self.padding) if isinstance(self.padding, str) else self.padding,
+                )
+            ]
+            x = tf.pad(x, [[0, 0], list(pads[0]), list(pads[1]), [0, 0]])
+            out = tf.nn.convolution(x, kernel, padding="VALID", dilations=self.dilation_rate)
+            out = out[:, :: self.strides[0], :: self.strides[1], :]
         out = tf.nn.bias_add(out, tf.cast(self.offset_bias, x.dtype))
         if not self.modulated:
             return out, None
