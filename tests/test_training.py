@@ -421,3 +421,19 @@ def test_googlenet_trains_with_auxiliary_classifiers_and_saves_the_inference_mod
     # the hint lives with the family, not in the loop
     assert keras_apps.get_spec("googlenet").training["loss_weights"] == {
         "main": 1.0, "aux1": 0.3, "aux2": 0.3}
+
+
+@pytest.mark.slow
+def test_precision_accuracy_script_at_toy_size(tmp_path):
+    command = [sys.executable, "tools/precision_accuracy.py", "--epochs", "1", "--limit", "64",
+               "--batch-size", "32", "--seeds", "0", "--precisions", "float32,bfloat16",
+               "--output", str(tmp_path)]
+    out = subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=900)
+    assert out.returncode == 0, out.stderr[-3000:]
+    records = [json.loads(p.read_text()) for p in sorted(tmp_path.glob("*.json"))]
+    assert sorted(r["precision"] for r in records) == ["bfloat16", "float32"]
+    assert all(0.0 <= r["test_top1_error"] <= 1.0 for r in records)
+    assert "| `resnet20_cifar` | digits (limit 64) | 1 | bfloat16 | 1 |" in (
+        tmp_path / "README.md").read_text()
+    again = subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=900)
+    assert again.stdout.count("done already") == 2  # resumable: finished runs are kept
