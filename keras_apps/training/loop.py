@@ -47,13 +47,12 @@ from keras_apps._atomic import atomic_file
 from keras_apps.training.freezing import set_trainable
 from keras_apps.training.metrics import TopKAccuracy, top_k_accuracy
 from keras_apps.training.multipliers import with_lr_multipliers
-from keras_apps.training.precision import PRECISIONS, precision_policy
+from keras_apps.training.precision import PRECISIONS, policy_name, precision_policy
 from keras_apps.training.strategy import get_strategy
 
 LR_SCHEDULES = ("constant", "step", "cosine")
 #: Settings that may differ between an interrupted run and its resumption.
 RESUMABLE_CHANGES = ("strategy", "replicas")
-_POLICIES = {"float32": "float32", "bfloat16": "mixed_bfloat16", "float16": "mixed_float16"}
 
 
 @dataclasses.dataclass
@@ -337,7 +336,7 @@ def with_precision(model: keras.Model, precision: str) -> keras.Model:
     current = model_precision(model)
     if current == precision:
         return model
-    source = {"float32": "float32", "bfloat16": "mixed_bfloat16", "float16": "mixed_float16"}[current]
+    source = policy_name(current)
     config = model.get_config()
     for layer in config["layers"]:
         if layer["class_name"] == "InputLayer":
