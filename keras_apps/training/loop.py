@@ -532,10 +532,8 @@ def fit(
 
     created = not output_dir.exists()
     backup = output_dir / "backup"
-    if overwrite and not created:
-        _clear_run(output_dir)
     _remove_staging(output_dir, backup, output_dir / "checkpoints")
-    state = ResumeState.read(backup)
+    state = None if overwrite else ResumeState.read(backup)
     start_epoch = state["epoch"] if state else 0
     keras.utils.set_random_seed(seed)
 
@@ -658,6 +656,8 @@ def fit(
                 "--overwrite) to start afresh, or choose another output_dir (CLI: --output DIR)."
             )
     try:
+        if overwrite and not created:
+            _clear_run(output_dir)  # only now that the new run's data and model are ready
         output_dir.mkdir(parents=True, exist_ok=True)
         atomic_write_text(output_dir / "config.json", json.dumps(config, indent=2) + "\n")
         if state is not None:
