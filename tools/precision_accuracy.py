@@ -30,6 +30,7 @@ sys.path.insert(0, str(ROOT))
 
 def run_one(args, precision: str, seed: int, path: pathlib.Path) -> dict:
     from keras_apps import training
+    from keras_apps.training import atomic_write_text
 
     start = time.perf_counter()
     with tempfile.TemporaryDirectory() as run_dir:
@@ -53,9 +54,7 @@ def run_one(args, precision: str, seed: int, path: pathlib.Path) -> dict:
         "test_top5_error": result.metrics["test"]["top5_error"],
         "test_loss": result.metrics["test"]["loss"],
     }
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(record, indent=2) + "\n")
-    os.replace(tmp, path)
+    atomic_write_text(path, json.dumps(record, indent=2) + "\n")
     return record
 
 

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import os
 import pathlib
-import zipfile
 from typing import Callable
 
 import keras
@@ -113,17 +112,9 @@ def _single_input(names, path) -> str:
 
 
 def _load_keras(path: pathlib.Path) -> ExportedModel:
-    import keras_apps.layers  # noqa: F401  (registers the custom layers for safe_mode loading)
+    from keras_apps.training import load_model
 
-    if not zipfile.is_zipfile(path):  # Keras would report "File not found"
-        raise ValueError(
-            f"{path} is not a readable Keras model: it is not a .keras (zip) archive; the file "
-            "is corrupt, truncated or of another kind."
-        )
-    try:
-        model = keras.saving.load_model(path, safe_mode=True)
-    except Exception as err:  # zipfile, h5py, json and deserialisation errors alike
-        raise _unreadable(path, "Keras model", err) from err
+    model = load_model(path)
     input_name = _single_input([t.name for t in model.inputs], path)
     outputs = model.output
     if isinstance(outputs, dict):

@@ -346,14 +346,13 @@ def with_precision(model: keras.Model, precision: str) -> keras.Model:
         if name == source:
             layer["config"].pop("dtype")
     with precision_policy(precision):
-        clone = model.__class__.from_config(config)
-    clone.set_weights(model.get_weights())
-    return clone
+        return _rebuild(model, config)
 
 
-def _rebuild(model: keras.Model) -> keras.Model:
-    """A copy of a functional model with the same weights, built in the current scope."""
-    clone = model.__class__.from_config(model.get_config())
+def _rebuild(model: keras.Model, config: dict | None = None) -> keras.Model:
+    """A copy of a functional model (from ``config``, default its own) with the same
+    weights, built in the current scope and dtype policy."""
+    clone = model.__class__.from_config(config or model.get_config())
     clone.set_weights(model.get_weights())
     return clone
 
@@ -729,7 +728,7 @@ def load_model(path) -> keras.Model:
         raise FileNotFoundError(f"Model file {path!r} does not exist.")
     if not zipfile.is_zipfile(path):  # Keras reports such a file as "File not found"
         raise ValueError(
-            f"{path!r} is not a readable Keras model file: not a .keras (zip) archive "
+            f"{path} is not a readable Keras model file: not a .keras (zip) archive "
             "(corrupt, truncated or another kind of file)."
         )
     try:
@@ -738,7 +737,7 @@ def load_model(path) -> keras.Model:
     except Exception as err:  # zipfile, h5py, json and Keras deserialisation errors alike
         reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
         raise ValueError(
-            f"{path!r} is not a readable Keras model file ({type(err).__name__}: {reason[:200]})."
+            f"{path} is not a readable Keras model file ({type(err).__name__}: {reason[:200]})."
         ) from err
 
 
