@@ -434,6 +434,16 @@ def test_cifar100_fine_coarse_both_under_mock():
             data.load("cifar100", label="superclass", download=True)
 
 
+def test_dataset_info_prepares_a_tfds_set_only_with_download():
+    import tensorflow_datasets as tfds
+
+    with tfds.testing.mock_data(num_examples=6):
+        with pytest.raises(data.DatasetNotFoundError, match="not prepared"):
+            data.dataset_info("cifar100")
+        info = data.dataset_info("cifar100", download=True)
+        assert info.num_classes == 100 and info.image_shape == (32, 32, 3)
+
+
 def _constant_png(height, width, colour):
     buffer = io.BytesIO()
     Image.fromarray(np.full((height, width, 3), colour, np.uint8)).save(buffer, format="PNG")

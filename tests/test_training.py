@@ -106,6 +106,27 @@ def test_from_logits_follows_the_classifier_activation():
     assert reported == pytest.approx(-np.mean(log_softmax[np.arange(8), y]), rel=1e-4)
 
 
+def test_a_nested_model_output_is_read_through_to_its_softmax():
+    inner = _tiny_classifier(activation="softmax", name="inner")
+    image = keras.Input((32, 32, 1), name="image")
+    wrapped = keras.Model(image, inner(image), name="wrapped")
+    assert training.outputs_probabilities(wrapped) is True
+    logits = _tiny_classifier(activation=None, name="inner_logits")
+    assert training.outputs_probabilities(keras.Model(image, logits(image))) is False
+
+
+def test_a_built_model_trains_as_a_copy_under_another_strategy(tmp_path):
+    """A model built outside any strategy scope, trained under an explicit strategy: its
+    variables must be re-created in that scope (a copy with the same weights)."""
+    model = _tiny_classifier()
+    before = [w.copy() for w in model.get_weights()]
+    result = training.fit(model, "digits", epochs=1, limit=64, strategy="one-device",
+                          output_dir=tmp_path, validation_fraction=0, verbose=0)
+    assert result.model is not model
+    assert isinstance(result.model.distribute_strategy, tf.distribute.OneDeviceStrategy)
+    assert any(not np.array_equal(a, b) for a, b in zip(before, result.model.get_weights()))
+
+
 def test_a_model_the_caller_compiled_is_trained_as_compiled(tmp_path):
     model = _tiny_classifier()
     model.compile(keras.optimizers.SGD(0.0), "sparse_categorical_crossentropy")

@@ -248,15 +248,16 @@ def dataset_info(
     validation_fraction=None,
     validation_seed: int = 0,
     preprocessing: str = "dataset",
+    download: bool = False,
 ) -> DatasetInfo:
     """The :class:`DatasetInfo` of ``name`` as :func:`load` would deliver it (located as by
-    ``load``, never downloaded; raises :class:`DatasetNotFoundError` saying where to put
-    the files). With ``classes`` the info is the subset's (``num_examples`` counts the kept
+    ``load``; a set that is not there raises :class:`DatasetNotFoundError` saying where to
+    put the files, unless ``download`` prepares it as ``load(download=True)`` does). With ``classes`` the info is the subset's (``num_examples`` counts the kept
     classes; ``None`` for tfds sets, which would need a pass over each split). With
     ``validation_fraction``, ``num_examples`` also holds the "training" and "validation"
     subset sizes of the carved training split."""
     source, class_ids, mode = _resolve_checked(
-        name, data_dir=data_dir, label=label, download=False, classes=classes,
+        name, data_dir=data_dir, label=label, download=download, classes=classes,
         preprocessing=preprocessing,
     )
     info = source.info

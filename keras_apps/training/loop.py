@@ -211,10 +211,15 @@ def _output_layer(tensor):
 
 def outputs_probabilities(model: keras.Model):
     """For each output (same structure as ``model.output``): True when it ends in a softmax
-    (a probability distribution), False when it is unnormalised scores (logits)."""
+    or in a layer whose ``produces_probabilities`` is True (a probability distribution),
+    False when it is unnormalised scores (logits)."""
 
     def is_softmax(tensor):
         layer = _output_layer(tensor)
+        while isinstance(layer, keras.Model) and len(layer.outputs) == 1:
+            layer = _output_layer(layer.outputs[0])  # a nested model: its own output layer
+        if getattr(layer, "produces_probabilities", False):
+            return True  # e.g. HD-CNN's probabilistic averaging
         activation = getattr(layer, "activation", None)
         return activation is keras.activations.softmax or getattr(
             activation, "__name__", ""
@@ -558,7 +563,7 @@ def fit(
             )
         loader = dict(data_dir=data_dir, batch_size=batch_size, image_size=image_size,
                       classes=classes, preprocessing=preprocessing, download=download)
-        info = kdata.dataset_info(data, data_dir=data_dir, classes=classes)
+        info = kdata.dataset_info(data, data_dir=data_dir, classes=classes, download=download)
         carve = dict(validation_fraction=validation_fraction, validation_seed=validation_seed) \
             if validation_fraction else {}
         train_ds, info = kdata.load(
@@ -580,6 +585,9 @@ def fit(
                        "validation_seed": validation_seed, "limit": limit,
                        "image_shape": list(image_shape), "classes": num_classes}
 
+    # read outside the scope: inside it, `distribute_strategy` of a model built without one
+    # falls back to the scope's strategy
+    built_under = model.distribute_strategy if isinstance(model, keras.Model) else None
     with strategy.scope(), precision_policy(precision):
         if isinstance(model, str):
             kwargs = {"input_shape": image_shape}
@@ -589,7 +597,7 @@ def fit(
             net = registry.build(model, **kwargs)
         elif isinstance(model, keras.Model):
             net = with_precision(model, precision)
-            if net is model and model.distribute_strategy is not strategy:
+            if net is model and built_under is not strategy:
                 net = _rebuild(model)  # variables must live in the strategy's scope
         else:
             net = model()
@@ -598,6 +606,8 @@ def fit(
         if trainable is not None:
             set_trainable(net, trainable)
         hints = registry.training_hints(net)
+        if loss is None and compile and hints.get("loss") is not None:
+            loss = hints["loss"](net)
         if loss_weights is None and isinstance(net.output, dict):
             hinted = hints.get("loss_weights")
             if hinted and set(hinted) == set(net.output):
@@ -798,16 +808,23 @@ def evaluate(
         model = load_model(model)
     preprocessing = preprocessing or "dataset"
     if isinstance(model.output, dict):
-        inference = registry.training_hints(model).get("inference_model")
-        if inference is None:
-            raise ValueError(f"Model {model.name!r} has several outputs; evaluate its inference model.")
-        model = inference(model)
+        hints = registry.training_hints(model)
+        inference, key = hints.get("inference_model"), hints.get("evaluation_output")
+        if key is not None and key in model.output:
+            model = keras.Model(model.inputs, model.output[key], name=model.name)
+        elif inference is not None:
+            model = inference(model)
+        else:
+            raise ValueError(
+                f"Model {model.name!r} has several outputs {sorted(model.output)}; evaluate its "
+                "inference model (or register an 'evaluation_output' training hint)."
+            )
     model = with_precision(model, precision)
     probabilities_out = outputs_probabilities(model)
     if isinstance(data, tf.data.Dataset):
         ds, data_name, split_name, num_classes = data, "tf.data", None, int(model.output.shape[-1])
     else:
-        info = kdata.dataset_info(data, data_dir=data_dir, classes=classes)
+        info = kdata.dataset_info(data, data_dir=data_dir, classes=classes, download=download)
         split_name = split or _eval_split(info)
         ds, info = kdata.load(
             data, split_name, data_dir=data_dir, batch_size=batch_size, image_size=image_size,
