@@ -27,7 +27,9 @@ __all__ = [
     "check_arguments",
     "preprocessing_for",
     "training_hints",
+    "serving_hint",
     "PREPROCESSING_MODES",
+    "TRAINING_HINTS",
 ]
 
 #: Input preprocessing a weight source expects: "dataset" (the dataset's own per-channel
@@ -35,6 +37,9 @@ __all__ = [
 #: mode: "caffe" (RGB->BGR, minus the ImageNet BGR mean), "torch" (/255, ImageNet mean/std),
 #: "tf" (x / 127.5 - 1), "raw" (pixels 0..255, the model normalises them itself).
 PREPROCESSING_MODES = ("dataset", "caffe", "torch", "tf", "raw")
+
+#: Keys a model's ``training`` hints may have (see :class:`ModelSpec`).
+TRAINING_HINTS = ("loss_weights", "loss", "inference_model", "evaluation_output")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -64,9 +69,23 @@ class ModelSpec:
             "predictions_activation" after it (none with ``classifier_activation=None``).
         preprocessing: ``weight source -> preprocessing mode`` (:data:`PREPROCESSING_MODES`):
             ``"none"`` (trained here) and, for models with ImageNet weights, ``"imagenet"``.
-        training: family training hints: ``"loss_weights"`` (output key -> loss weight for
-            models whose outputs are a dict with exactly those keys) and ``"inference_model"``
-            (callable model -> the inference model), both optional.
+        training: family training hints (:data:`TRAINING_HINTS`), all optional:
+            ``"loss_weights"`` (output key -> loss weight for models whose outputs are a
+            dict with exactly those keys), ``"loss"`` (callable model -> the loss structure
+            used when ``fit`` is given none, e.g. a label-free term on one output),
+            ``"inference_model"`` (callable model -> the model that is saved and evaluated)
+            and ``"evaluation_output"`` (the output key whose class probabilities
+            ``evaluate`` scores, for models whose multi-output model is the inference model).
+        serving: None (``model.export``'s SavedModel) or a callable ``model -> (tf.Module,
+            signatures, defaults)`` that :func:`keras_apps.export.export_model` saves for
+            the ``"saved_model"`` and ``"serving"`` formats instead, for models whose
+            serving function is more than the Keras forward pass (e.g. HD-CNN's
+            conditional execution). ``signatures`` maps signature keys (at least
+            ``"serving_default"``) to concrete functions taking the image input plus
+            optional scalar inputs; ``defaults`` gives each of those scalar inputs the value
+            under which the signature computes exactly the Keras model (verification feeds
+            them, and :func:`keras_apps.export.load_exported` uses them when the caller
+            passes none).
     """
 
     name: str
@@ -83,6 +102,7 @@ class ModelSpec:
     logits_layer: str | None = None
     preprocessing: Mapping[str, str] = dataclasses.field(default_factory=lambda: {"none": "dataset"})
     training: Mapping[str, object] = dataclasses.field(default_factory=dict)
+    serving: Callable | None = None
 
     def info(self) -> dict:
         return {
@@ -120,6 +140,7 @@ def register_model(
     logits_layer: str | None = None,
     preprocessing: Mapping[str, str] | None = None,
     training: Mapping[str, object] | None = None,
+    serving: Callable | None = None,
 ):
     """Decorator registering ``builder`` under ``name``; a second registration is an error."""
     preprocessing = {"none": "dataset"} if preprocessing is None else dict(preprocessing)
@@ -130,10 +151,16 @@ def register_model(
             f"{PREPROCESSING_MODES}, got {preprocessing!r}."
         )
     training = dict(training or {})
-    unknown = sorted(set(training) - {"loss_weights", "inference_model"})
+    unknown = sorted(set(training) - set(TRAINING_HINTS))
     if unknown:
         raise ValueError(
-            f"`training` hints of {name!r} may be 'loss_weights' and 'inference_model', got {unknown}."
+            f"`training` hints of {name!r} may be {', '.join(map(repr, TRAINING_HINTS))}, got {unknown}."
+        )
+
+    if serving is not None and not callable(serving):
+        raise ValueError(
+            f"`serving` of {name!r} must be None or a callable model -> (tf.Module, signatures, "
+            f"defaults), got {type(serving).__name__}: {serving!r}."
         )
 
     def decorator(builder: Callable) -> Callable:
@@ -158,15 +185,23 @@ def register_model(
             logits_layer=logits_layer,
             preprocessing=preprocessing,
             training=training,
+            serving=serving,
         )
         return builder
 
     return decorator
 
 
+#: Packages whose import registers models: the families, then the methods that build
+#: registered models around them.
+MODEL_PACKAGES = ("keras_apps.models", "keras_apps.hdcnn")
+
+
 def _ensure_loaded() -> None:
-    # Importing the model package registers every family.
-    from keras_apps import models  # noqa: F401
+    import importlib
+
+    for package in MODEL_PACKAGES:
+        importlib.import_module(package)
 
 
 def get_spec(name: str) -> ModelSpec:
@@ -248,6 +283,20 @@ def training_hints(model_or_name) -> dict:
     _ensure_loaded()
     spec = _REGISTRY.get(name)
     return dict(spec.training) if spec is not None else {}
+
+
+def serving_hint(model_or_name) -> Callable | None:
+    """The :attr:`ModelSpec.serving` callable of a registry name or of a model named after
+    one (``model.name``); None when the name is unknown or registers none."""
+    name = model_or_name if isinstance(model_or_name, str) else getattr(model_or_name, "name", None)
+    if not isinstance(name, str):
+        raise TypeError(
+            f"`model_or_name` must be a registry name or a keras.Model, got "
+            f"{type(model_or_name).__name__}: {model_or_name!r}."
+        )
+    _ensure_loaded()
+    spec = _REGISTRY.get(name)
+    return None if spec is None else spec.serving
 
 
 def build(name: str, /, **overrides):

@@ -200,6 +200,8 @@ def _check_bfloat16(layer_cls, reference, init_kwargs, inputs, multi, output_np,
     _call(layer, inputs, multi)
     _copy_weights(reference, layer)
     for weight in layer.weights:
+        if not keras.backend.is_float_dtype(weight.dtype):
+            continue  # integer weights (e.g. 8-bit product-quantization codes) keep their dtype
         _check(
             keras.backend.standardize_dtype(weight.dtype) == "float32",
             f"under mixed_bfloat16 weight {weight.path} is {weight.dtype}, not float32",

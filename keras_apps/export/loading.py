@@ -3,6 +3,11 @@
 Every loader names outputs the way ``model.export`` does: the keys of a dict-output model,
 ``output_0, output_1, ...`` for a single or list output. :func:`named_outputs` applies the
 same convention to a Keras model's predictions, so artefacts and models compare key by key.
+
+A SavedModel written from a registry ``serving`` hint may take scalar signature inputs
+beside the image (HD-CNN's ``beta``); it records their defaults as the function
+``serving_defaults`` (:data:`SERVING_DEFAULTS`), and :meth:`ExportedModel.run` feeds those
+unless the caller passes them as keywords (``exported.run(images, beta=4.0)``).
 """
 
 from __future__ import annotations
@@ -14,9 +19,11 @@ from typing import Callable
 import keras
 import numpy as np
 
-__all__ = ["ExportedModel", "load_exported", "named_outputs"]
+__all__ = ["ExportedModel", "SERVING_DEFAULTS", "load_exported", "named_outputs"]
 
 SIGNATURE_KEY = "serving_default"
+#: Name of a SavedModel's no-argument function giving the defaults of its scalar inputs.
+SERVING_DEFAULTS = "serving_defaults"
 
 
 class ExportedModel:
@@ -30,22 +37,34 @@ class ExportedModel:
         signature: ``{"signature_key", "inputs", "outputs"}``; inputs and outputs map each
             name to ``{"shape", "dtype"}`` (plus ``"quantization": {"scale",
             "zero_point"}`` for quantised TFLite tensors).
+        defaults: the signature's inputs other than the image, each with the value fed when
+            the caller passes none (``{}`` for plain image models).
     """
 
-    def __init__(self, path: pathlib.Path, format: str, signature: dict, run: Callable, owner):
+    def __init__(self, path: pathlib.Path, format: str, signature: dict, run: Callable, owner,
+                 defaults: dict | None = None):
         self.path = path
         self.format = format
         self.signature = signature
+        self.defaults = dict(defaults or {})
         self._run = run
         self._owner = owner  # keeps the loaded SavedModel / interpreter alive
 
-    def run(self, images) -> dict[str, np.ndarray]:
-        """All outputs as a dict ``name -> array`` for a batch of images."""
+    def run(self, images, **inputs) -> dict[str, np.ndarray]:
+        """All outputs as a dict ``name -> array`` for a batch of images; keywords feed the
+        signature's other inputs (:attr:`defaults` for those not given)."""
+        unknown = sorted(set(inputs) - set(self.defaults))
+        if unknown:
+            takes = ", ".join(sorted(self.defaults)) or "none"
+            raise ValueError(
+                f"{self.path} has no input(s) {unknown}; besides the images it takes: {takes}."
+            )
         images = np.asarray(images, dtype=np.float32)
-        return {name: np.asarray(value) for name, value in self._run(images).items()}
+        feeds = {**self.defaults, **inputs}
+        return {name: np.asarray(value) for name, value in self._run(images, feeds).items()}
 
-    def __call__(self, images):
-        outputs = self.run(images)
+    def __call__(self, images, **inputs):
+        outputs = self.run(images, **inputs)
         if len(outputs) == 1:
             return next(iter(outputs.values()))
         return outputs
@@ -128,7 +147,7 @@ def _load_keras(path: pathlib.Path) -> ExportedModel:
         "outputs": output_specs,
     }
 
-    def run(images):
+    def run(images, feeds):
         return named_outputs(model, model.predict(images, verbose=0))
 
     return ExportedModel(path, "keras", signature, run, model)
@@ -148,7 +167,10 @@ def _load_saved_model(path: pathlib.Path) -> ExportedModel:
         )
     function = loaded.signatures[SIGNATURE_KEY]
     input_specs = function.structured_input_signature[1]
-    input_name = _single_input(input_specs, path)
+    defaults = {}
+    if hasattr(loaded, SERVING_DEFAULTS):
+        defaults = {k: v.numpy().item() for k, v in getattr(loaded, SERVING_DEFAULTS)().items()}
+    input_name = _single_input([k for k in input_specs if k not in defaults], path)
     input_dtype = input_specs[input_name].dtype
     signature = {
         "signature_key": SIGNATURE_KEY,
@@ -158,11 +180,12 @@ def _load_saved_model(path: pathlib.Path) -> ExportedModel:
         },
     }
 
-    def run(images):
-        outputs = function(**{input_name: tf.constant(images, dtype=input_dtype)})
+    def run(images, feeds):
+        extra = {k: tf.constant(v, dtype=input_specs[k].dtype) for k, v in feeds.items()}
+        outputs = function(**{input_name: tf.constant(images, dtype=input_dtype)}, **extra)
         return {k: v.numpy() for k, v in outputs.items()}
 
-    return ExportedModel(path, "saved_model", signature, run, loaded)
+    return ExportedModel(path, "saved_model", signature, run, loaded, defaults)
 
 
 def _quantization(details: dict) -> dict | None:
@@ -211,7 +234,7 @@ def _load_tflite(path: pathlib.Path) -> ExportedModel:
     )
     in_detail = input_details[input_name]
 
-    def run(images):
+    def run(images, feeds):
         feed = _quantize(images, in_detail)
         outputs = runner(**{input_name: feed})
         return {k: _dequantize(v, output_details[k]) for k, v in outputs.items()}
