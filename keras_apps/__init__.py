@@ -23,6 +23,8 @@ os.environ.setdefault("KERAS_BACKEND", "tensorflow")
 
 import keras_apps.layers  # noqa: E402,F401  (registers the custom layers for safe_mode loading)
 import keras_apps.training  # noqa: E402,F401  (registers the training metrics and optimizers)
+import keras_apps.compression  # noqa: E402,F401  (registers the product-quantized layers)
+import keras_apps.hdcnn  # noqa: E402,F401  (registers the HD-CNN models and loss)
 from keras_apps.graph import (  # noqa: E402
     apply_layers,
     feature_extractor,

@@ -17,6 +17,8 @@ import numpy as np
 import pytest
 
 import keras_apps
+from keras_apps.compression import ProductQuantizedConv2D, ProductQuantizedDense
+from keras_apps.layers.hdcnn import FineScatter, FineToCoarse, ProbabilisticAveraging
 from keras_apps.layers import (
     DeformableConv2D,
     LocalResponseNormalization,
@@ -101,6 +103,67 @@ def _shortcut_reference(layer, x):
     return out
 
 
+def _product_quantized_matrix(layer):
+    """W_hat[i, j*s:(j+1)*s] = C[Q[i, j], j*s:(j+1)*s] (HD-CNN, "Parameter compression"), one
+    loop iteration per row and segment."""
+    codes, codebooks, s = layer.codes.numpy(), layer.codebooks.numpy(), layer.segment_length
+    matrix = np.zeros((codes.shape[0], codebooks.shape[1]))
+    for i in range(codes.shape[0]):
+        for j in range(codes.shape[1]):
+            matrix[i, j * s : (j + 1) * s] = codebooks[codes[i, j], j * s : (j + 1) * s]
+    return matrix
+
+
+def _product_quantized_dense_reference(layer, x):
+    y = x @ _product_quantized_matrix(layer) + (layer.bias.numpy() if layer.use_bias else 0)
+    return np.maximum(y, 0) if layer.get_config()["activation"] == "relu" else y
+
+
+def _product_quantized_conv_reference(layer, x):
+    kernel = _product_quantized_matrix(layer).reshape(*layer.kernel_size, x.shape[-1], layer.filters)
+    out_h, out_w = layer.compute_output_shape(x.shape)[1:3]
+    offsets = np.zeros((x.shape[0], out_h, out_w, 2 * kernel.shape[0] * kernel.shape[1]))
+    bias = layer.bias.numpy() if layer.use_bias else None
+    y = naive_deform_conv2d(x, offsets, kernel, bias, layer.strides, layer.padding, layer.dilation_rate)
+    return np.maximum(y, 0) if layer.get_config()["activation"] == "relu" else y
+
+
+def _probabilities(*shape, seed=0):
+    x = np.random.default_rng(seed).uniform(0.05, 1.0, shape).astype("float32")
+    return x / x.sum(axis=-1, keepdims=True)
+
+
+def _fine_to_coarse_reference(layer, b):
+    """B_k = sum_{j in S_k} b_j (HD-CNN Sec. 3), renormalised over k if the layer does."""
+    out = np.zeros((b.shape[0], len(layer.coarse_sets)))
+    for i in range(b.shape[0]):
+        for k, members in enumerate(layer.coarse_sets):
+            out[i, k] = sum(b[i, j] for j in members)
+        if layer.normalize:
+            out[i] /= out[i].sum()
+    return out
+
+
+def _fine_scatter_reference(layer, compact):
+    out = np.zeros((compact[0].shape[0], len(layer.coarse_sets), layer.num_classes))
+    for k, members in enumerate(layer.coarse_sets):
+        for position, j in enumerate(members):
+            out[:, k, j] = compact[k][:, position]
+    return out
+
+
+def _averaging_reference(layer, inputs):
+    """p = sum_k B_k p_k / sum_k B_k (the paper's Eq. 1), or without the division."""
+    coarse, fine = inputs
+    out = np.zeros((fine.shape[0], fine.shape[2]))
+    for i in range(fine.shape[0]):
+        for k in range(fine.shape[1]):
+            out[i] += coarse[i, k] * fine[i, k]
+        if layer.renormalize:
+            out[i] /= coarse[i].sum()
+    return out
+
+
 CASES = [
     LayerCase(
         "deformable_predicted_offsets",
@@ -163,6 +226,72 @@ CASES = [
         lambda: _normal(2, 5, 4, 4, seed=9),
         (2, 3, 2, 6),
         _shortcut_reference,
+    ),
+    LayerCase(
+        "product_quantized_dense",
+        ProductQuantizedDense,
+        dict(units=6, segment_length=3, codebook_size=4, activation="relu", bias_initializer="he_normal"),
+        lambda: _normal(4, 5, seed=10),
+        (4, 6),
+        _product_quantized_dense_reference,
+    ),
+    LayerCase(
+        "product_quantized_conv2d_same",
+        ProductQuantizedConv2D,
+        dict(filters=4, kernel_size=3, strides=(2, 1), padding="same", segment_length=2, codebook_size=5,
+             bias_initializer="he_normal"),
+        lambda: _normal(2, 5, 6, 3, seed=11),
+        (2, 3, 6, 4),
+        _product_quantized_conv_reference,
+    ),
+    LayerCase(
+        "product_quantized_conv2d_dilated",
+        ProductQuantizedConv2D,
+        dict(filters=4, kernel_size=(2, 3), dilation_rate=(1, 2), segment_length=4, codebook_size=3,
+             activation="relu", use_bias=False),
+        lambda: _normal(2, 5, 7, 2, seed=12),
+        (2, 4, 3, 4),
+        _product_quantized_conv_reference,
+    ),
+    LayerCase(
+        "fine_to_coarse_disjoint",
+        FineToCoarse,
+        dict(coarse_sets=[[0, 3], [1, 4, 5], [2]], num_classes=6),
+        lambda: _probabilities(4, 6, seed=13),
+        (4, 3),
+        _fine_to_coarse_reference,
+    ),
+    LayerCase(
+        "fine_to_coarse_overlapping_renormalised",
+        FineToCoarse,
+        dict(coarse_sets=[[0, 1, 3], [1, 2, 4, 5], [2, 3]], num_classes=6, normalize=True),
+        lambda: _probabilities(4, 6, seed=14),
+        (4, 3),
+        _fine_to_coarse_reference,
+    ),
+    LayerCase(
+        "fine_scatter_overlapping",
+        FineScatter,
+        dict(coarse_sets=[[0, 2], [1, 2, 4], [3, 4, 5]], num_classes=6, fine_to_coarse=[0, 1, 0, 2, 1, 2]),
+        lambda: [_probabilities(4, 2, seed=15), _probabilities(4, 3, seed=16), _probabilities(4, 3, seed=17)],
+        (4, 3, 6),
+        _fine_scatter_reference,
+    ),
+    LayerCase(
+        "probabilistic_averaging_paper",
+        ProbabilisticAveraging,
+        dict(),
+        lambda: [_probabilities(4, 3, seed=18) * 0.7, _probabilities(4, 3, 5, seed=19)],
+        (4, 5),
+        _averaging_reference,
+    ),
+    LayerCase(
+        "probabilistic_averaging_release",
+        ProbabilisticAveraging,
+        dict(renormalize=False),
+        lambda: [_probabilities(4, 3, seed=20), _probabilities(4, 3, 5, seed=21)],
+        (4, 5),
+        _averaging_reference,
     ),
 ]
 
