@@ -434,3 +434,21 @@ def test_unreadable_exports_are_value_errors_naming_the_file(tmp_path):
     (saved / "saved_model.pb").write_bytes(b"\x00garbage")
     with pytest.raises(ValueError, match="bad_saved_model is not a readable SavedModel"):
         export.load_exported(saved)
+
+
+@pytest.mark.parametrize("fmt", ["keras", "saved_model", "serving", "tflite"])
+def test_hdcnn_exports_in_every_float_format(digits, tmp_path, fmt):
+    """HD-CNN (two outputs, nested components): each format round-trips through its loader;
+    its SavedModel serves conditional execution with ``beta`` (default inf = the model)."""
+    model = keras_apps.build("hdcnn", input_shape=(16, 16, 3), classes=10,
+                             building_block_kwargs={"width": 0.25})
+    images = digits[0][:8]
+    result = export.export_model(model, fmt, root=tmp_path, sample=images)
+    expected = model.predict(images, verbose=0)
+    outputs = export.load_exported(result.path)(images)
+    assert {"coarse", "predictions"} <= set(outputs)
+    for key in ("coarse", "predictions"):
+        np.testing.assert_allclose(outputs[key], expected[key], rtol=1e-5, atol=1e-5)
+    if fmt in ("saved_model", "serving"):
+        assert sorted(result.signature["inputs"]) == ["beta", "image"]
+        assert "components_run" in outputs

@@ -9,7 +9,6 @@ route is trained for a few epochs on colour-coded classes, so that the coarse pr
 B spread over the images.
 """
 
-import dataclasses
 import importlib.util
 import json
 import math
@@ -28,7 +27,6 @@ from keras_apps.hdcnn.conditional import (
     ConditionalResult,
     conditional_predict,
     export_saved_model,
-    serving_module,
 )
 from tests.conftest import REPO
 
@@ -275,10 +273,8 @@ def test_existing_target_is_refused_unless_overwrite(trained, saved):
     assert sorted(p.name for p in saved.parent.iterdir()) == before
 
 
-def test_floor_export_uses_the_registry_serving_hint(trained, images, tmp_path, monkeypatch):
+def test_floor_export_uses_the_registry_serving_hint(trained, images, tmp_path):
     model = trained["paper"]
-    spec = registry.get_spec("hdcnn")
-    monkeypatch.setitem(registry._REGISTRY, "hdcnn", dataclasses.replace(spec, serving=serving_module))
     result = export.export_model(model, "saved_model", output=tmp_path / "sm")
     assert result.max_abs_diff <= 1e-6
     assert sorted(result.signature["inputs"]) == ["beta", "image"]
