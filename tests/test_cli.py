@@ -2,6 +2,7 @@
 (exit 130), flags checked before anything slow, the flags passed to fit/evaluate, quiet
 logging, and one end-to-end run (train, evaluate, export every format, reload)."""
 
+import argparse
 import ast
 import importlib.metadata
 import json
@@ -113,9 +114,19 @@ def test_static_choices_match_the_library():
 
 def test_hints_name_only_flags_that_exist():
     """Every ``--flag`` named in a message of the package is a flag of some command."""
-    parser = keras_apps_cli.build_parser([])
-    commands = parser._subparsers._group_actions[0].choices
-    flags = {flag for p in (parser, *commands.values()) for a in p._actions for flag in a.option_strings}
+    def parsers(parser):
+        found = [parser]
+        for action in parser._actions:
+            if isinstance(action, argparse._SubParsersAction):
+                for sub in action.choices.values():
+                    found += parsers(sub)
+        return found
+
+    # plug-in commands register their flags only when named on the command line
+    everything = [keras_apps_cli.build_parser([]),
+                  *(keras_apps_cli.build_parser([name]) for name in keras_apps_cli.discover_plugins())]
+    flags = {flag for root in everything for p in parsers(root) for a in p._actions
+             for flag in a.option_strings}
     named = {}
     for path in [*(REPO / "keras_apps").rglob("*.py"), REPO / "keras_apps_cli.py"]:
         tree = ast.parse(path.read_text())
