@@ -418,7 +418,7 @@ class Hierarchy:
         else:
             from matplotlib.axes import Axes
 
-            axes = list(ax) if isinstance(ax, (list, tuple)) else [ax]
+            axes = list(ax) if isinstance(ax, (list, tuple, np.ndarray)) else [ax]
             if len(axes) != 2 or not all(isinstance(a, Axes) for a in axes):
                 raise ValueError(
                     f"ax must be a pair of matplotlib Axes (membership matrix, histogram), got "
