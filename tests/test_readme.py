@@ -44,3 +44,15 @@ def test_readme_training_block_runs_and_runs_again(tmp_path):
                              env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"})
         assert out.returncode == 0, f"run {attempt + 1}: {out.stderr[-3000:]}"
     assert (tmp_path / "runs" / "custom" / "metrics.json").is_file()
+
+
+@pytest.mark.slow
+def test_readme_hdcnn_block_runs(tmp_path):
+    code = _python_block("HD-CNN")
+    assert "block_epochs=3" in code and "limit=500" in code
+    code = code.replace("block_epochs=3", "block_epochs=1").replace("limit=500", "limit=200")
+    out = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True,
+                         timeout=900, env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"})
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert (tmp_path / "runs" / "hdcnn_digits" / "metrics.json").is_file()
+    assert (tmp_path / "saved_models" / "hdcnn_conditional" / "saved_model.pb").is_file()
