@@ -32,7 +32,7 @@ def test_experiments_script_at_toy_size(tmp_path):
     folder = out / "digits"
     names = sorted(p.name for p in folder.glob("*.json"))
     for row in ("building_block", "model_averaging", "hdcnn_before_finetune", "hdcnn", "conditional",
-                "compression"):
+                "compression", "timing"):
         assert f"{row}-seed0.json" in names and f"{row}-seed1.json" in names
     for row in ("hdcnn_no_consistency", "hdcnn_disjoint", "hdcnn_no_shared"):
         assert f"{row}-seed0.json" in names
@@ -45,6 +45,8 @@ def test_experiments_script_at_toy_size(tmp_path):
     assert sweep[0]["beta"] == float("inf") and sweep[0]["mean_components_run"] == 2.0
     assert sweep[0]["test_top1_error"] == pytest.approx(sweep[0]["full_test_top1_error"])
     assert 1.0 <= sweep[1]["mean_components_run"] <= 2.0
+    timing = json.loads((folder / "timing-seed0.json").read_text())["seconds_per_image"]
+    assert set(timing) == {"building_block", "hdcnn"} and all(t > 0 for t in timing.values())
     compression = json.loads((folder / "compression-seed0.json").read_text())
     assert compression["sweep"][0]["model_bytes"] < compression["base_model_bytes"]
 

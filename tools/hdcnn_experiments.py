@@ -96,7 +96,7 @@ def parse_args(argv=None):
     p.add_argument("--timing-repeats", type=int, default=3)
     p.add_argument("--output", default=str(ROOT / "results" / "hdcnn"))
     p.add_argument("--work", default=str(ROOT / "runs" / "hdcnn_experiments"))
-    p.add_argument("--stages", default="train,averaging,conditional,compression")
+    p.add_argument("--stages", default="train,averaging,timing,conditional,compression")
     p.add_argument("--table", action="store_true", help="only rebuild the table and plots")
     args = p.parse_args(argv)
     args.seeds = [int(s) for s in args.seeds.split(",") if s != ""]
@@ -145,13 +145,11 @@ def _test_arrays(args):
 
 
 def _model_bytes(model) -> int:
-    """Size of the model's weights file (``.weights.h5``: no optimizer state)."""
-    import tempfile
+    """Memory of the model's weights (every variable of the model, no optimizer state):
+    4 bytes per float32 value, 1 per uint8 product-quantization code."""
+    import numpy as np
 
-    with tempfile.TemporaryDirectory() as tmp:
-        path = pathlib.Path(tmp) / "m.weights.h5"
-        model.save_weights(path)
-        return path.stat().st_size
+    return int(sum(np.dtype(w.dtype).itemsize * int(np.prod(w.shape)) for w in model.weights))
 
 
 def _probabilities(model, images, batch_size=500):
@@ -336,6 +334,32 @@ def run_conditional(args, seed, model, test):
                   "num_coarse": len(hdcnn.components(model).fine)})
 
 
+def run_timing(args, seed, test):
+    """Inference time per image of each model of Table 1 (``model.predict``, batches of
+    250), the models timed in turn, median over repeats."""
+    from keras_apps import training
+
+    path = _record_path(args, "timing", seed)
+    if path.is_file():
+        return
+    work = Seed(args, seed)
+    models = {"building_block": work.block()}
+    for variant in VARIANTS:
+        folder = work.work / variant
+        if (folder / "model.keras").is_file():
+            models[variant] = training.load_model(folder / "model.keras")
+    images = test[0][: args.timing_images]
+    times = {row: [] for row in models}
+    for model in models.values():
+        model.predict(images[:250], batch_size=250, verbose=0)  # trace once before timing
+    for _ in range(args.timing_repeats):
+        for row, model in models.items():
+            times[row].append(_seconds_per_image(
+                lambda x, m=model: m.predict(x, batch_size=250, verbose=0), images, 1))
+    _write(path, {"row": "timing", "seed": seed, "data": args.data, "images": len(images),
+                  "seconds_per_image": {row: statistics.median(t) for row, t in times.items()}})
+
+
 def run_compression(args, seed, model, test):
     """Model size and error after product quantization of every Dense/Conv2D kernel."""
     from keras_apps import compression
@@ -394,18 +418,30 @@ def build_table(args) -> str:
         "",
         "## Table 1: test top-1 error (%)",
         "",
-        "| model | seeds | test top-1 error (%) | params | weights file (MB) | paper, CIFAR-100 (%) |",
-        "|---|---|---|---|---|---|",
+        "| model | seeds | test top-1 error (%) | params | float32 weights (MB) | inference (ms/image) | training (min) | paper, CIFAR-100 (%) |",
+        "|---|---|---|---|---|---|---|---|",
     ]
+    timing = by_row.get("timing", [])
     for row in ("building_block", "model_averaging", "hdcnn_before_finetune", *VARIANTS):
         rs = by_row.get(row, [])
         if not rs:
             continue
+        per_image = [t["seconds_per_image"][row] for t in timing if row in t["seconds_per_image"]]
+        inference = _mean_sd(per_image, scale=1000.0) if per_image else "-"
+        minutes = "-" if row in ("model_averaging", "hdcnn_before_finetune") else \
+            f"{statistics.mean(r['seconds'] for r in rs) / 60:.1f}"
         lines.append(
             f"| {LABELS[row]} | {len(rs)} | {_mean_sd([r['test_top1_error'] for r in rs])} | "
             f"{int(statistics.mean(r['params'] for r in rs)):,} | "
-            f"{statistics.mean(r['model_bytes'] for r in rs) / 1e6:.2f} | {PAPER[row]} |"
+            f"{statistics.mean(4 * r['params'] for r in rs) / 1e6:.2f} | {inference} | {minutes} | {PAPER[row]} |"
         )
+    lines += [
+        "",
+        "Training minutes are wall time of each run (building block: phase 1; HD-CNN rows: "
+        "fine-component pretraining, where not shared with an earlier row, and fine-tuning), "
+        "measured while other work shared the 2 CPU cores: a rough guide, not a benchmark. "
+        "Inference: `model.predict` per image, the models of a seed timed in turn.",
+    ]
     conditional = by_row.get("conditional", [])
     if conditional:
         lines += [
@@ -436,7 +472,7 @@ def build_table(args) -> str:
             "",
             f"Paper: {PAPER_COMPRESSION}.",
             "",
-            "| s x k | factor on the compressed kernels | weights file (MB) | size vs uncompressed | test top-1 error (%) | error change (pt) |",
+            "| s x k | factor on the compressed kernels | weights (MB) | size vs uncompressed | test top-1 error (%) | error change (pt) |",
             "|---|---|---|---|---|---|",
         ]
         for i, first in enumerate(compressed[0]["sweep"]):
@@ -480,7 +516,7 @@ def _plots(folder, conditional, compressed):
         axes[1].plot([c["model_bytes"] / 1e6 for c in r["sweep"]] + [r["base_model_bytes"] / 1e6],
                      [100 * c["test_top1_error"] for c in r["sweep"]] + [100 * r["base_test_top1_error"]],
                      "o", label=f"seed {r['seed']}")
-    axes[1].set_xlabel("weights file (MB)")
+    axes[1].set_xlabel("weights (MB)")
     axes[1].set_ylabel("test top-1 error (%)")
     axes[1].set_title("product quantization")
     for ax in axes:
@@ -509,6 +545,9 @@ def main(argv=None) -> int:
         for seed in seeds:
             if "hdcnn" not in args.variants:
                 break
+            if "timing" in args.stages:
+                test = test or _test_arrays(args)
+                run_timing(args, seed.seed, test)
             if "conditional" in args.stages or "compression" in args.stages:
                 test = test or _test_arrays(args)
                 model = seed.hdcnn("hdcnn")
