@@ -374,12 +374,15 @@ def run_compression(args, seed, model, test):
     for s, k in args.compression:
         start = time.perf_counter()
         compressed, report = compression.compress_model(model, s=s, k=k, seed=seed)
+        layers = report["layers"].values()
         rows.append({
             "s": s, "k": k,
             "test_top1_error": _error(_probabilities(compressed, images), labels),
             "model_bytes": _model_bytes(compressed),
-            "layers_factor": report["totals"]["factor"],
+            "layers_factor": sum(r["bytes_before"] for r in layers) / sum(r["bytes_after"] for r in layers),
+            "total_factor": report["totals"]["factor"],
             "layers": len(report["layers"]),
+            "skipped": len(report.get("skipped", {})),
             "seconds": time.perf_counter() - start,
         })
     _write(path, {"row": "compression", "seed": seed, "data": args.data, "base_test_top1_error": base_error,
@@ -472,13 +475,14 @@ def build_table(args) -> str:
             "",
             f"Paper: {PAPER_COMPRESSION}.",
             "",
-            "| s x k | factor on the compressed kernels | weights (MB) | size vs uncompressed | test top-1 error (%) | error change (pt) |",
-            "|---|---|---|---|---|---|",
+            "| s x k | kernels compressed | factor on the compressed kernels | weights (MB) | size vs uncompressed | test top-1 error (%) | error change (pt) |",
+            "|---|---|---|---|---|---|---|",
         ]
         for i, first in enumerate(compressed[0]["sweep"]):
             rows = [(r, r["sweep"][i]) for r in compressed]
             lines.append(
-                f"| {first['s']} x {first['k']} | {statistics.mean(c['layers_factor'] for _, c in rows):.2f} | "
+                f"| {first['s']} x {first['k']} | {first['layers']} | "
+                f"{statistics.mean(c['layers_factor'] for _, c in rows):.2f} | "
                 f"{statistics.mean(c['model_bytes'] for _, c in rows) / 1e6:.2f} | "
                 f"{statistics.mean(c['model_bytes'] / r['base_model_bytes'] for r, c in rows):.2f} | "
                 f"{_mean_sd([c['test_top1_error'] for _, c in rows])} | "
