@@ -20,6 +20,11 @@ from keras_apps.data import augment
 from keras_apps.data.cifar10 import CLASS_NAMES as CIFAR10_CLASSES
 
 
+
+#: A missing dataset must fail without tfds' network retries (about 3.5 minutes offline); the
+#: bound is loose so that a loaded CI machine does not fail it (20 s were seen under load).
+FAIL_FAST_SECONDS = 60
+
 def _all(ds):
     """Concatenated (images, labels) of a whole dataset."""
     images, labels = zip(*[(x.numpy(), y.numpy()) for x, y in ds])
@@ -143,14 +148,14 @@ def test_missing_local_sets_name_the_paths(tmp_path):
     with pytest.raises(data.DatasetNotFoundError) as err:
         data.load("folder", data_dir=tmp_path / "nowhere")
     assert str(tmp_path / "nowhere") in str(err.value)
-    assert time.perf_counter() - start < 10
+    assert time.perf_counter() - start < FAIL_FAST_SECONDS
 
 
 def test_unprepared_tfds_set_fails_fast(tmp_path):
     start = time.perf_counter()
     with pytest.raises(data.DatasetNotFoundError) as err:
         data.load("cifar100", data_dir=tmp_path)
-    assert time.perf_counter() - start < 10
+    assert time.perf_counter() - start < FAIL_FAST_SECONDS
     message = str(err.value)
     assert str(tmp_path) in message
     assert "cifar-100-binary.tar.gz" in message and "downloads/manual" in message
