@@ -19,11 +19,10 @@ from keras_apps import data
 from keras_apps.data import augment
 from keras_apps.data.cifar10 import CLASS_NAMES as CIFAR10_CLASSES
 
-
-
 #: A missing dataset must fail without tfds' network retries (about 3.5 minutes offline); the
 #: bound is loose so that a loaded CI machine does not fail it (20 s were seen under load).
 FAIL_FAST_SECONDS = 60
+
 
 def _all(ds):
     """Concatenated (images, labels) of a whole dataset."""
