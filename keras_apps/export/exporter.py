@@ -157,6 +157,7 @@ def export_model(
     verify: bool = True,
     sample=None,
     overwrite: bool = False,
+    serving=None,
 ) -> ExportResult:
     """Exports ``model`` in ``format`` atomically and (by default) verifies the result.
 
@@ -176,6 +177,10 @@ def export_model(
         sample: images to verify on; default the first :data:`INT8_VERIFY_IMAGES`
             calibration images for int8, a fixed uniform [0, 1) sample otherwise.
         overwrite: replace an existing export (only once the new one has verified).
+        serving: for "saved_model" / "serving": a callable ``model -> (tf.Module,
+            signatures, defaults)`` to save instead of ``model.export``; default the
+            registry's ``serving`` hint of ``model.name``
+            (:attr:`keras_apps.registry.ModelSpec.serving`), if any.
 
     Raises:
         ExportVerificationError: beyond tolerance; nothing is written, an existing export
@@ -206,7 +211,7 @@ def export_model(
     existed = os.path.lexists(target)
     with Staging(target) as stage:
         try:
-            _write(model, format, stage, calibration)
+            _write(model, format, stage, calibration, serving)
             loaded = load_exported(stage.staged)
         except Exception as err:
             raise ExportError(
@@ -423,8 +428,11 @@ def save_serving_module(module: tf.Module, path, signatures: dict, defaults: dic
     tf.saved_model.save(module, str(path), signatures=signatures)
 
 
-def _write(model: keras.Model, format: str, stage: Staging, calibration) -> None:
-    serving = registry.serving_hint(model) if format in ("saved_model", "serving") else None
+def _write(model: keras.Model, format: str, stage: Staging, calibration, serving=None) -> None:
+    if format in ("saved_model", "serving"):
+        serving = serving or registry.serving_hint(model)
+    else:
+        serving = None
     if format == "keras":
         model.save(stage.staged)
     elif serving is not None:

@@ -61,10 +61,6 @@ __all__ = [
 #: caller gives none).
 SERVING_DEFAULTS = {"beta": math.inf}
 
-#: ``export_saved_model`` verification: max |SavedModel(beta=inf) - model.predict|.
-VERIFY_TOLERANCE = 1e-5
-VERIFY_IMAGES = 8
-
 _ROUTES: "weakref.WeakKeyDictionary[keras.Model, tf.types.experimental.GenericFunction]" = (
     weakref.WeakKeyDictionary()
 )
@@ -262,33 +258,15 @@ def serving_module(model: keras.Model):
     return module, {"serving_default": module.serve.get_concrete_function()}, dict(SERVING_DEFAULTS)
 
 
-def _verification_sample(model, sample) -> np.ndarray:
-    input_shape = _input_shape(model)
-    if sample is None:
-        if any(d is None for d in input_shape):
-            raise ValueError(
-                f"The model input shape {input_shape} is not fully known; pass `sample` images "
-                "to verify the export."
-            )
-        rng = np.random.default_rng(0)
-        return rng.uniform(0.0, 1.0, (VERIFY_IMAGES, *input_shape)).astype(np.float32)
-    sample = np.asarray(sample, dtype=np.float32)
-    if sample.ndim != len(input_shape) + 1:
-        raise ValueError(f"`sample` has shape {sample.shape}; expected (N, *{input_shape}).")
-    return sample
-
-
 def export_saved_model(model: keras.Model, path, *, overwrite: bool = False, sample=None) -> pathlib.Path:
     """Writes the conditional-execution SavedModel of HD-CNN ``model`` to the folder ``path``
     (module docstring for its signature) and returns ``path``.
 
-    The SavedModel is written into a staging folder beside ``path``, reloaded with
-    ``tf.saved_model.load`` and checked: ``serving_default`` at beta = inf must equal
-    ``model.predict`` on ``sample`` within :data:`VERIFY_TOLERANCE` for ``"coarse"`` and
-    ``"predictions"`` and run all K components on every image. Only then is it renamed to
-    ``path``; a failure leaves nothing there. The same SavedModel is what
-    ``keras_apps.export.export_model(model, "saved_model" | "serving")`` writes for the
-    HD-CNN presets (their registry ``serving`` hint is :func:`serving_module`).
+    This is :func:`keras_apps.export.export_model` (format "saved_model") with
+    :func:`serving_module` as its serving function, for any HD-CNN (the registered presets
+    get the same through their registry ``serving`` hint): written in a staging folder,
+    reloaded and verified at beta = inf against ``model.predict`` on ``sample``, and only
+    then renamed to ``path``; a failure leaves nothing there.
 
     Args:
         model: an HD-CNN.
@@ -303,38 +281,8 @@ def export_saved_model(model: keras.Model, path, *, overwrite: bool = False, sam
             not a SavedModel is never replaced).
         keras_apps.export.ExportVerificationError: the reloaded SavedModel disagrees.
     """
-    from keras_apps.export import ExportVerificationError, check_target
-    from keras_apps.export._atomic import Staging
-    from keras_apps.export.exporter import save_serving_module
+    from keras_apps import export
 
-    parts = components(model)
-    target = check_target(model.name, "saved_model", output=path, overwrite=overwrite)
-    sample = _verification_sample(model, sample)
-    reference = model.predict(sample, verbose=0)
-    with Staging(target) as stage:
-        module, signatures, defaults = serving_module(model)
-        save_serving_module(module, stage.staged, signatures, defaults)
-        loaded = tf.saved_model.load(str(stage.staged))
-        serve = loaded.signatures["serving_default"]
-        got = serve(image=tf.constant(sample), beta=tf.constant(math.inf, tf.float32))
-        expected_keys = {"predictions", "coarse", "components_run"}
-        if set(got) != expected_keys:
-            raise ExportVerificationError(
-                f"The SavedModel of {model.name!r} has outputs {sorted(got)}, expected "
-                f"{sorted(expected_keys)}."
-            )
-        diff = max(
-            float(np.max(np.abs(got[key].numpy() - np.asarray(reference[key]))))
-            for key in ("coarse", "predictions")
-        )
-        runs = got["components_run"].numpy()
-        if not diff <= VERIFY_TOLERANCE or not np.all(runs == parts.num_coarse):
-            raise ExportVerificationError(
-                f"The SavedModel of {model.name!r} at beta=inf differs from model.predict on "
-                f"{len(sample)} images: max |diff| = {diff:.3g} (tolerance "
-                f"{VERIFY_TOLERANCE}), components run {sorted(set(runs.tolist()))} (expected "
-                f"{parts.num_coarse}); nothing was written at {target}."
-            )
-        del loaded, serve
-        stage.commit(overwrite=overwrite)
-    return target
+    components(model)  # an HD-CNN, else one clear error
+    return export.export_model(model, "saved_model", output=path, sample=sample,
+                               overwrite=overwrite, serving=serving_module).path
