@@ -23,7 +23,11 @@ the ``argparse.ArgumentParser`` it is given and sets ``parser.set_defaults(func=
 ``run(args)`` returns the exit status (None means 0). Two ways in, one mechanism:
 
 * a method package of this project: ``keras_apps/<package>/cli.py`` becomes the command
-  ``<package>`` (``_`` written as ``-``), found by its file, nothing to list anywhere;
+  ``<package>`` (``_`` written as ``-``), found by its file, nothing to list anywhere; a
+  package whose method has several verbs of its own may instead name its top-level commands
+  in a module-level tuple ``COMMANDS = ("grow", "finetune")`` (read from the source, not
+  imported), each registered by ``register_<command>(parser)`` whose docstring's first line
+  is its help;
 * any installed distribution: an entry point in the group ``keras_apps.commands``, e.g. in
   its ``pyproject.toml``: ``[project.entry-points."keras_apps.commands"]``
   ``mycmd = "my_package.cli:register"`` (the entry-point name is the command name).
@@ -68,11 +72,13 @@ PACKAGE = "keras_apps"
 MODEL_INDEX = "_model_index.json"
 
 # Static copies, so that --help imports nothing heavy; tests/test_cli.py checks each against
-# the library (keras_apps.training.STRATEGIES, LR_SCHEDULES, PRECISIONS, keras_apps.export.FORMATS).
+# the library (keras_apps.training.STRATEGIES, LR_SCHEDULES, PRECISIONS, keras_apps.export.FORMATS,
+# keras_apps.data.CHANNEL_CHOICES).
 STRATEGIES = ("auto", "mirrored", "one-device")
 LR_SCHEDULES = ("constant", "step", "cosine")
 PRECISIONS = ("float32", "bfloat16", "float16")
 EXPORT_FORMATS = ("keras", "saved_model", "tflite", "tflite_int8", "serving")
+CHANNEL_CHOICES = (1, 3)
 
 BUILTIN_COMMANDS = ("list", "info", "summary", "datasets", "train", "evaluate", "export", "analyze")
 RESUME_HINT = "interrupted; re-run the same command to resume from the last finished epoch"
@@ -94,12 +100,38 @@ class Plugin:
     def help(self) -> str:
         if self.source is not None:
             try:
-                doc = ast.get_docstring(ast.parse(self.source.read_text(encoding="utf-8")))
+                tree = ast.parse(self.source.read_text(encoding="utf-8"))
             except (OSError, SyntaxError, ValueError):
-                doc = None
+                tree = None
+            doc = None
+            if tree is not None and self.attr != "register":
+                doc = next((ast.get_docstring(node) for node in tree.body
+                            if isinstance(node, ast.FunctionDef) and node.name == self.attr), None)
+            elif tree is not None:
+                doc = ast.get_docstring(tree)
             if doc and doc.strip():
                 return doc.strip().splitlines()[0]
         return f"plug-in command ({self.origin})"
+
+
+def _declared_commands(path: pathlib.Path) -> tuple[str, ...] | None:
+    """The ``COMMANDS = ("a", "b")`` tuple of a plug-in source file (None: not declared)."""
+    try:
+        tree = ast.parse(path.read_text(encoding="utf-8"))
+    except (OSError, SyntaxError, ValueError):
+        return None
+    for node in tree.body:
+        if isinstance(node, ast.Assign) and any(
+            isinstance(target, ast.Name) and target.id == "COMMANDS" for target in node.targets
+        ):
+            try:
+                value = ast.literal_eval(node.value)
+            except ValueError:
+                value = None
+            if not (isinstance(value, tuple) and value and all(isinstance(v, str) and v for v in value)):
+                raise ValueError(f"{path}: COMMANDS must be a tuple of command names, got {ast.unparse(node.value)}.")
+            return value
+    return None
 
 
 class _Parser(argparse.ArgumentParser):
@@ -217,7 +249,12 @@ def discover_plugins() -> dict[str, Plugin]:
             if package.startswith(("_", ".")) or not (path.parent / "__init__.py").is_file():
                 continue
             module = f"{PACKAGE}.{package}.cli"
-            add(Plugin(package.replace("_", "-"), module, "register", module, path))
+            commands = _declared_commands(path)
+            if commands is None:
+                add(Plugin(package.replace("_", "-"), module, "register", module, path))
+            for command in commands or ():
+                attr = f"register_{command.replace('-', '_')}"
+                add(Plugin(command, module, attr, f"{module}:{attr}", path))
     for entry in _entry_points():
         module, _, attr = entry.value.partition(":")
         module, attr = module.strip(), attr.strip() or "register"
@@ -312,6 +349,9 @@ def build_parser(argv=()) -> argparse.ArgumentParser:
     p.add_argument("--trainable", default=None, metavar="PATTERN",
                    help="train only the layers matching this pattern, e.g. 'fc7*|fc8*'")
     p.add_argument("--image-size", type=_shape, default=None, help="resize images, e.g. 32,32")
+    p.add_argument("--channels", type=int, choices=CHANNEL_CHOICES, default=None,
+                   help="deliver the images with 1 (BT.601 luma of RGB) or 3 (grey repeated) "
+                        "channels; default: the dataset's own")
     p.add_argument("--limit", type=_positive_int, default=None, help="use only the first N images per split")
     p.add_argument("--width", type=float, default=None, help="width multiplier (NIN)")
     p.add_argument("--aux-logits", action="store_true",
@@ -333,6 +373,8 @@ def build_parser(argv=()) -> argparse.ArgumentParser:
     p.add_argument("--batch-size", type=_positive_int, default=64)
     p.add_argument("--precision", choices=PRECISIONS, default="float32")
     p.add_argument("--image-size", type=_shape, default=None)
+    p.add_argument("--channels", type=int, choices=CHANNEL_CHOICES, default=None,
+                   help="1 or 3 channels; default: the run's config.json, else the dataset's own")
     p.add_argument("--limit", type=_positive_int, default=None)
     p.add_argument("--output", default=None, help="write the metrics as JSON to this file")
 

@@ -137,6 +137,7 @@ def train(args) -> int:
         precision=args.precision,
         data_dir=args.data_dir,
         image_size=args.image_size,
+        channels=args.channels,
         limit=args.limit,
         download=args.download,
         seed=args.seed,
@@ -149,7 +150,8 @@ def train(args) -> int:
     for fmt, target in targets.items():
         representative = None
         if fmt == "tflite_int8":
-            representative = _representative(args.data, args.data_dir, args.image_size, args.download)
+            representative = _representative(args.data, args.data_dir, args.image_size, args.download,
+                                             channels=args.channels)
         exported = kexport.export_model(
             result.model, fmt, output=target.parent if fmt == "serving" else target,
             representative_data=representative, overwrite=args.overwrite,
@@ -158,11 +160,12 @@ def train(args) -> int:
     return 0
 
 
-def _representative(data, data_dir, image_size, download, count=256):
+def _representative(data, data_dir, image_size, download, count=256, channels=None):
     from keras_apps import data as kdata
 
     ds, _ = kdata.load(data, "train", data_dir=data_dir, batch_size=32, image_size=image_size,
-                       augment=False, shuffle=False, limit=count, download=download)
+                       augment=False, shuffle=False, limit=count, download=download,
+                       channels=channels)
     return ds
 
 
@@ -177,6 +180,7 @@ def evaluate(args) -> int:
         batch_size=args.batch_size,
         data_dir=args.data_dir,
         image_size=args.image_size,
+        channels=args.channels,
         limit=args.limit,
         precision=args.precision,
         download=args.download,
@@ -213,8 +217,10 @@ def export(args) -> int:
         model = keras_apps.build(args.model, **overrides)
     representative = None
     if args.format == "tflite_int8":
+        channels = model.inputs[0].shape[-1]  # the model's, like the size
         representative = _representative(args.data, args.data_dir, tuple(model.inputs[0].shape[1:3]),
-                                         args.download)
+                                         args.download,
+                                         channels=channels if channels in (1, 3) else None)
     result = kexport.export_model(
         model,
         args.format,

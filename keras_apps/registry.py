@@ -194,7 +194,7 @@ def register_model(
 
 #: Packages whose import registers models: the families, then the methods that build
 #: registered models around them.
-MODEL_PACKAGES = ("keras_apps.models", "keras_apps.hdcnn")
+MODEL_PACKAGES = ("keras_apps.models", "keras_apps.hdcnn", "keras_apps.growth")
 
 
 def _ensure_loaded() -> None:
@@ -271,9 +271,29 @@ def preprocessing_for(name: str, weights=None) -> str:
     return spec.preprocessing[source]
 
 
+#: ``provider(model) -> dict | None``: training hints of models that are recognised by their
+#: structure rather than by a registry name (e.g. a grown network of any family).
+_HINT_PROVIDERS: list[Callable] = []
+
+
+def register_training_hints(provider: Callable) -> Callable:
+    """Registers ``provider(model) -> dict | None`` giving :data:`TRAINING_HINTS` for built
+    models the registry does not know by name (a method package recognising its models by
+    their structure: ``keras_apps.growth`` for grown networks). Providers are asked in
+    registration order, after the registry name; the first dict returned wins. Returns the
+    provider (usable as a decorator)."""
+    if not callable(provider):
+        raise TypeError(f"A training-hint provider must be callable, got {provider!r}.")
+    if provider not in _HINT_PROVIDERS:
+        _HINT_PROVIDERS.append(provider)
+    return provider
+
+
 def training_hints(model_or_name) -> dict:
     """The family training hints (:attr:`ModelSpec.training`) of a registry name or of a
-    model named after one (``model.name``); ``{}`` for names the registry does not know."""
+    model named after one (``model.name``); for a model the registry does not know by name,
+    those of the first provider (:func:`register_training_hints`) that recognises it;
+    ``{}`` otherwise."""
     name = model_or_name if isinstance(model_or_name, str) else getattr(model_or_name, "name", None)
     if not isinstance(name, str):
         raise TypeError(
@@ -282,7 +302,20 @@ def training_hints(model_or_name) -> dict:
         )
     _ensure_loaded()
     spec = _REGISTRY.get(name)
-    return dict(spec.training) if spec is not None else {}
+    if spec is not None and spec.training:
+        return dict(spec.training)
+    if not isinstance(model_or_name, str):
+        for provider in _HINT_PROVIDERS:
+            hints = provider(model_or_name)
+            if hints:
+                unknown = sorted(set(hints) - set(TRAINING_HINTS))
+                if unknown:
+                    raise ValueError(
+                        f"Training-hint provider {provider!r} returned unknown hints {unknown}; "
+                        f"hints may be {', '.join(map(repr, TRAINING_HINTS))}."
+                    )
+                return dict(hints)
+    return {}
 
 
 def serving_hint(model_or_name) -> Callable | None:

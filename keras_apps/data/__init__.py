@@ -20,6 +20,13 @@ the ImageNet mean/std), "tf" (x / 127.5 - 1), and "raw" (0..255 floats). "caffe"
 need RGB: on grayscale sets they raise a ValueError naming the mode and the channel count.
 ``info.preprocessing`` records the mode; :func:`denormalize` inverts any of them.
 
+Channels (``load(..., channels=1 | 3)``, :func:`convert_channels`, :data:`CHANNEL_CHOICES`):
+3 from a grayscale set repeats the grey channel, 1 from an RGB set is the ITU-R BT.601
+luma 0.299 R + 0.587 G + 0.114 B; applied to the raw pixels before augmentation and
+preprocessing. ``info.image_shape`` has the delivered channels and the "dataset"
+mean/std follow the conversion (:mod:`keras_apps.data.channels` gives the equations), so
+a CIFAR-10 network can be fine-tuned on Fashion-MNIST (``channels=3, image_size=32``).
+
 Class subsets: ``classes=[3, 5, 7]`` keeps those source classes and relabels them 0, 1, 2
 (``info.class_ids`` = (3, 5, 7), ``info.class_names`` the kept names). They select the
 delivered label: coarse ids with cifar100 ``label="coarse"``; fine ids with ``"both"``
@@ -65,15 +72,18 @@ augmentation.
 
 from keras_apps.data._base import DatasetInfo, DatasetNotFoundError, cache_dir, data_roots
 from keras_apps.data.augment import normalize
+from keras_apps.data.channels import CHANNEL_CHOICES, convert_channels
 from keras_apps.data.idx import read_idx
 from keras_apps.data.pipeline import dataset_info, list_datasets, load
 from keras_apps.data.preprocessing import PREPROCESSING_MODES, denormalize, preprocess_images
 
 __all__ = [
+    "CHANNEL_CHOICES",
     "DatasetInfo",
     "DatasetNotFoundError",
     "PREPROCESSING_MODES",
     "cache_dir",
+    "convert_channels",
     "data_roots",
     "dataset_info",
     "denormalize",

@@ -18,6 +18,10 @@ from keras_apps._atomic import atomic_file
 #: weiaicunzai/pytorch-cifar100 0.5071, 0.4865, 0.4409 / 0.2673, 0.2564, 0.2762 times 255).
 CIFAR10_MEAN = (125.3, 123.0, 113.9)
 CIFAR10_STD = (63.0, 62.1, 66.7)
+#: Correlation of the R, G, B values of CIFAR-10's training pixels (all 50,000 images of the
+#: JPEG shards, measured with ``np.corrcoef``; rows/columns R, G, B); it gives the std of
+#: their BT.601 luma under ``channels=1`` (:mod:`keras_apps.data.channels`).
+CIFAR10_CHANNEL_CORRELATION = ((1.0, 0.9202, 0.8042), (0.9202, 1.0, 0.9146), (0.8042, 0.9146, 1.0))
 CIFAR100_MEAN = (129.304, 124.070, 112.434)
 CIFAR100_STD = (68.170, 65.392, 70.418)
 #: Per-channel ImageNet statistics in [0, 255] pixel units (the torchvision / timm values
@@ -47,11 +51,14 @@ class DatasetInfo:
         name: dataset name as passed to ``load``.
         num_classes: number of classes of the delivered label (the fine label for
             ``label="both"``).
-        image_shape: (H, W, C) of the delivered images at the default ``image_size``; the
-            info returned by ``load`` carries the shape actually delivered.
+        image_shape: (H, W, C) of the delivered images at the default ``image_size``, C
+            the delivered channels (``channels=`` of ``load``); the info returned by
+            ``load`` carries the shape actually delivered.
         class_names: class names, index = label.
-        mean, std: per-channel statistics in [0, 255] pixel units; delivered images are
-            ``(pixels - mean) / std`` (see :func:`normalize`, :func:`denormalize`).
+        mean, std: per-channel statistics of the delivered channels in [0, 255] pixel
+            units; delivered images are ``(pixels - mean) / std`` (see :func:`normalize`,
+            :func:`denormalize`; a ``channels`` conversion converts them as
+            :func:`keras_apps.data.channels.converted_statistics` says).
         splits: the split names ``load`` accepts (tfds sets also take slices such as
             ``"train[:10%]"``).
         source: where the examples are read from.
@@ -126,6 +133,9 @@ class Source:
     ``native_shape`` is the stored (H, W, C), ``None`` when images vary in size.
     ``slicing``: whether tfds split slices ("train[:10%]") are accepted.
     ``count(split)``: examples in a split (``None`` if unknown).
+    ``channel_correlation``: the 3 x 3 correlation of the stored RGB channels over the
+    pixels ``info.std`` describes (``None`` where unknown), for the luma std of
+    ``channels=1``.
     """
 
     info: DatasetInfo
@@ -138,6 +148,7 @@ class Source:
     label_column: Callable[[str], np.ndarray] | None = None
     count: Callable[[str], int | None] | None = None
     index_note: str = ""
+    channel_correlation: tuple | None = None
 
 
 def repo_root() -> pathlib.Path:

@@ -4,7 +4,8 @@ Small fixed-size sets (CIFAR, Fashion-MNIST, digits) use the CIFAR recipe of He 
 (2016, sec. 4.2) and Lin et al. (NIN): zero-pad by ``pad`` pixels, take a random crop of the
 original size, flip horizontally with probability 1/2. ImageNet-style sets use the
 Krizhevsky/Simonyan/He recipe: resize the shorter side to ``size / 0.875`` (256 for 224),
-take a random ``size`` crop and flip; evaluation takes the centre crop.
+take a random ``size`` crop and flip; evaluation takes the centre crop. A ``channels``
+conversion (:mod:`keras_apps.data.channels`) comes first, on the raw pixels.
 
 Random ops are stateless (``tf.random.stateless_*``) keyed on a per-example seed, so the
 output depends only on the image and its seed, never on thread scheduling. Images are in
@@ -20,6 +21,7 @@ import numpy as np
 import tensorflow as tf
 
 from keras_apps.data._base import CROP_FRACTION, DatasetInfo
+from keras_apps.data.channels import convert_channels
 from keras_apps.data.preprocessing import denormalize, preprocess_images
 
 __all__ = [
@@ -114,13 +116,17 @@ def random_crop_flip(image, size, seed):
     return tf.cond(do_flip, lambda: tf.reverse(window, axis=[1]), lambda: window)
 
 
-def make_preprocess(info: DatasetInfo, *, native_shape, image_size, augment: bool):
+def make_preprocess(
+    info: DatasetInfo, *, native_shape, image_size, augment: bool, source_channels=None
+):
     """Returns ``fn(image, label, seed)`` -> (float32 [h, w, C] preprocessed by
     ``info.preprocessing``, int32 label).
 
-    ``info.image_shape`` is the default delivered shape, ``image_size`` = (h, w) the
-    requested one, ``native_shape`` the stored shape (``None`` if it varies). ``seed`` is
-    only used when ``augment``.
+    ``info.image_shape`` is the default delivered shape (C the delivered channels),
+    ``image_size`` = (h, w) the requested one, ``native_shape`` the stored shape (``None``
+    if it varies), ``source_channels`` the stored channel count when it differs from C
+    (the raw pixels are converted first, :func:`keras_apps.data.channels.convert_channels`).
+    ``seed`` is only used when ``augment``.
     """
     target_h, target_w = image_size
     channels = info.image_shape[2]
@@ -131,9 +137,10 @@ def make_preprocess(info: DatasetInfo, *, native_shape, image_size, augment: boo
     )
     flip = info.augmentation.endswith("_flip")
     needs_resize = native_shape is None or tuple(native_shape[:2]) != (target_h, target_w)
+    convert = source_channels is not None and source_channels != channels
 
     def fn(image, label, seed=None):
-        x = tf.cast(image, tf.float32)
+        x = convert_channels(image, channels) if convert else tf.cast(image, tf.float32)
         if info.augmentation == "resize_crop_flip":
             x = resize_shorter_side(x, (target_h, target_w))
             x = (

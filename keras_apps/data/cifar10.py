@@ -14,7 +14,8 @@ cached.
 
 Without the shards, the prepared tfds ``cifar10`` is used (``download=True`` lets tfds
 download it). Mean/std: the official training-set statistics (fb.resnet.torch), in [0, 255]
-pixel units.
+pixel units; the channel correlation of the training pixels (for the luma std of
+``channels=1``) was measured on the shards.
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ import numpy as np
 
 from keras_apps.data import tfds_sets
 from keras_apps.data._base import (
+    CIFAR10_CHANNEL_CORRELATION,
     CIFAR10_MEAN,
     CIFAR10_STD,
     DatasetInfo,
@@ -230,4 +232,7 @@ def source(*, data_dir, label, download) -> Source:
     def select(split, positions):
         return array_examples(*select_arrays(folder, split, positions))
 
-    return Source(info=info, native_shape=IMAGE_SHAPE, labels=labels, select=select)
+    return Source(
+        info=info, native_shape=IMAGE_SHAPE, labels=labels, select=select,
+        channel_correlation=CIFAR10_CHANNEL_CORRELATION,
+    )

@@ -1,6 +1,6 @@
 """``load``, ``dataset_info`` and ``list_datasets``: dataset names to batched tf.data
-pipelines of preprocessed images, with class subsets, a held-out validation carve and
-resumable (stateless) epoch orders."""
+pipelines of preprocessed images, with class subsets, a held-out validation carve,
+grayscale <-> RGB delivery and resumable (stateless) epoch orders."""
 
 from __future__ import annotations
 
@@ -22,6 +22,7 @@ from keras_apps.data._base import (
     stratified_split,
 )
 from keras_apps.data.augment import make_preprocess
+from keras_apps.data.channels import check_channels, converted_statistics
 from keras_apps.data.preprocessing import check_mode
 
 __all__ = ["list_datasets", "dataset_info", "load"]
@@ -232,11 +233,29 @@ def _split_counts(source: Source, class_ids) -> dict:
     return {s: len(_class_filter(source.labels(s), class_ids)) for s in info.num_examples}
 
 
-def _resolve_checked(name, *, data_dir, label, download, classes, preprocessing):
+def _with_channels(source: Source, channels) -> Source:
+    """``source`` whose info describes ``channels``-channel images (shape and statistics,
+    :func:`keras_apps.data.channels.converted_statistics`)."""
+    info = source.info
+    if channels is None or channels == info.image_shape[2]:
+        return source
+    mean, std = converted_statistics(info.mean, info.std, channels, source.channel_correlation)
+    info = dataclasses.replace(
+        info, image_shape=(*info.image_shape[:2], channels), mean=mean, std=std
+    )
+    return dataclasses.replace(source, info=info)
+
+
+def _resolve_checked(name, *, data_dir, label, download, classes, preprocessing, channels):
+    """``(source with the delivered channels' info, class ids, preprocessing mode, stored
+    channel count)``."""
+    channels = check_channels(channels)
     source = _resolve(name, data_dir=data_dir, label=label, download=download)
+    stored = source.info.image_shape[2]
+    source = _with_channels(source, channels)
     class_ids = _check_classes(classes, source.info)
     mode = check_mode(preprocessing, source.info.image_shape[2], source.info)
-    return source, class_ids, mode
+    return source, class_ids, mode, stored
 
 
 def dataset_info(
@@ -249,16 +268,18 @@ def dataset_info(
     validation_seed: int = 0,
     preprocessing: str = "dataset",
     download: bool = False,
+    channels: int | None = None,
 ) -> DatasetInfo:
     """The :class:`DatasetInfo` of ``name`` as :func:`load` would deliver it (located as by
     ``load``; a set that is not there raises :class:`DatasetNotFoundError` saying where to
     put the files, unless ``download`` prepares it as ``load(download=True)`` does). With ``classes`` the info is the subset's (``num_examples`` counts the kept
     classes; ``None`` for tfds sets, which would need a pass over each split). With
     ``validation_fraction``, ``num_examples`` also holds the "training" and "validation"
-    subset sizes of the carved training split."""
-    source, class_ids, mode = _resolve_checked(
+    subset sizes of the carved training split. ``channels`` as in :func:`load`
+    (``image_shape``, ``mean`` and ``std`` describe the delivered channels)."""
+    source, class_ids, mode, _ = _resolve_checked(
         name, data_dir=data_dir, label=label, download=download, classes=classes,
-        preprocessing=preprocessing,
+        preprocessing=preprocessing, channels=channels,
     )
     info = source.info
     counts = _split_counts(source, class_ids)
@@ -330,6 +351,7 @@ def load(
     validation_seed: int = 0,
     preprocessing: str = "dataset",
     start_epoch: int | None = None,
+    channels: int | None = None,
 ):
     """A batched, prefetched ``tf.data.Dataset`` of ``(images, labels)`` and its
     :class:`DatasetInfo`.
@@ -371,6 +393,15 @@ def load(
             epoch e's order and augmentation are a pure function of ``(seed, e)``: a run
             resumed at epoch k sees exactly the batches an uninterrupted run sees. Needs an
             in-memory index of the split (not available for variable-size tfds sets).
+        channels: ``None`` (the dataset's own), 1 or 3. 3 from a grayscale set repeats the
+            grey channel (RGB = (g, g, g)); 1 from an RGB set is the ITU-R BT.601 luma
+            0.299 R + 0.587 G + 0.114 B (float, unrounded). Applied to the raw [0, 255]
+            pixels before augmentation and preprocessing; ``info.image_shape`` has the
+            delivered channels, and the "dataset" ``info.mean`` / ``info.std`` are converted
+            with them: (m, m, m) and (s, s, s) from grey; from RGB the luma of the means and
+            the std of the luma pixels, sqrt(w^T Sigma w) with the channel covariance Sigma
+            of the training pixels where their correlation is known (CIFAR-10), else
+            w . std (see :mod:`keras_apps.data.channels`).
     """
     batch_size = _positive_int("batch_size", batch_size)
     limit = None if limit is None else _positive_int("limit", limit)
@@ -379,9 +410,9 @@ def load(
     seed = int(seed)
     start_epoch = None if start_epoch is None else _integer("start_epoch", start_epoch, 0)
     size = _image_size(image_size)
-    source, class_ids, mode = _resolve_checked(
+    source, class_ids, mode, stored_channels = _resolve_checked(
         name, data_dir=data_dir, label=label, download=download, classes=classes,
-        preprocessing=preprocessing,
+        preprocessing=preprocessing, channels=channels,
     )
     info = source.info
     base = _check_split(split, source)
@@ -393,7 +424,8 @@ def load(
     counts = _split_counts(source, class_ids)
     delivered = _chosen_info(info, class_ids, mode, carve)
     preprocess = make_preprocess(
-        delivered, native_shape=source.native_shape, image_size=size, augment=augment
+        delivered, native_shape=source.native_shape, image_size=size, augment=augment,
+        source_channels=stored_channels,
     )
     relabel = _relabel_fn(info, class_ids)
 

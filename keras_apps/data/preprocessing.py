@@ -11,7 +11,7 @@ Pixels are RGB in [0, 255], channels last, numpy or tf:
 
 "caffe" and "torch" carry per-channel RGB constants and need 3-channel images: grayscale
 images raise a ValueError naming the mode and the channel count (use "dataset", "tf" or
-"raw"). :func:`denormalize` inverts every mode.
+"raw", or load them with ``channels=3``). :func:`denormalize` inverts every mode.
 """
 
 from __future__ import annotations
@@ -42,7 +42,8 @@ def check_mode(mode, channels: int | None = None, info: DatasetInfo | None = Non
     if mode in _RGB_MODES and channels is not None and channels != 3:
         raise ValueError(
             f"preprocessing={mode!r} needs 3-channel RGB images, got {channels} channel(s); "
-            f"use 'dataset', 'tf' or 'raw' for these images."
+            f"use 'dataset', 'tf' or 'raw' for these images, or deliver them as RGB with "
+            f"channels=3 (CLI: --channels 3)."
         )
     if mode == "dataset" and info is None:
         raise ValueError(

@@ -36,6 +36,7 @@ import numpy as np
 import tensorflow as tf
 
 from keras_apps.data._base import (
+    CIFAR10_CHANNEL_CORRELATION,
     CIFAR10_MEAN,
     CIFAR10_STD,
     CIFAR100_MEAN,
@@ -62,7 +63,8 @@ LABEL_BATCH = 4096
 @dataclasses.dataclass(frozen=True)
 class TfdsSpec:
     """How a tfds set is delivered: accepted splits (``None``: the builder's), label
-    choices (first = default), statistics (``None``: ImageNet's) and how to prepare it
+    choices (first = default), statistics (``None``: ImageNet's), the RGB channel
+    correlation of the pixels they describe (``None``: unknown) and how to prepare it
     (``{dir}`` is the tfds data dir)."""
 
     tfds_name: str
@@ -71,10 +73,14 @@ class TfdsSpec:
     mean: tuple | None = None
     std: tuple | None = None
     prepare: str = "pass download=True (CLI: --download) to let tfds download and prepare it"
+    channel_correlation: tuple | None = None
 
 
 SPECS = {
-    "cifar10": TfdsSpec("cifar10", ("train", "test"), mean=CIFAR10_MEAN, std=CIFAR10_STD),
+    "cifar10": TfdsSpec(
+        "cifar10", ("train", "test"), mean=CIFAR10_MEAN, std=CIFAR10_STD,
+        channel_correlation=CIFAR10_CHANNEL_CORRELATION,
+    ),
     "cifar100": TfdsSpec(
         "cifar100",
         ("train", "test"),
@@ -340,6 +346,7 @@ def builder_source(builder, *, name: str, label: str, spec: TfdsSpec) -> Source:
         index_note=(
             "" if indexed else " (its images vary in size, so the split cannot be held in memory)"
         ),
+        channel_correlation=spec.channel_correlation,
     )
 
 

@@ -437,6 +437,7 @@ def fit(
     loss=None,
     loss_weights: dict | None = None,
     metrics=None,
+    evaluation_output: str | None = None,
     compile: bool = True,
     learning_rate: float = 0.05,
     momentum: float = 0.9,
@@ -451,6 +452,7 @@ def fit(
     preprocessing: str | None = None,
     data_dir=None,
     image_size=None,
+    channels: int | None = None,
     limit: int | None = None,
     download: bool = False,
     steps_per_epoch: int | None = None,
@@ -478,6 +480,9 @@ def fit(
             (``validation`` may be None; no test split).
         optimizer, loss, loss_weights, metrics, lr_multipliers, learning_rate, momentum,
             weight_decay, lr_schedule: see :func:`compile_for_classification`.
+        evaluation_output: for a model with a dict of outputs, the output that the final
+            validation and test metrics score (default: the ``evaluation_output`` training
+            hint; the saved ``model.keras`` keeps every output).
         compile: False trains a model the caller compiled (the optimizer arguments are then
             not used).
         trainable: layer-name pattern ("fc7*|fc8*"): those layers train, the rest are frozen
@@ -487,6 +492,9 @@ def fit(
             float32 (the same weights), so it exports like any other model.
         preprocessing: input preprocessing mode (:data:`keras_apps.data.PREPROCESSING_MODES`);
             default: what the registry says the model's ``weights`` expect.
+        channels: deliver a dataset name's images with 1 or 3 channels (grey repeated to
+            RGB, or the BT.601 luma of RGB; ``keras_apps.data.load(channels=)``); recorded in
+            ``config.json``.
         steps_per_epoch: batches per epoch for an infinite training dataset.
         overwrite: train again into an ``output_dir`` that holds a finished run (or an
             interrupted one, starting afresh); without it a finished run is kept.
@@ -530,7 +538,9 @@ def fit(
     _check_output_dir(output_dir, overwrite)
     if preprocessing is None:
         preprocessing = (
-            registry.preprocessing_for(name, build_kwargs.get("weights"))
+            registry.preprocessing_for(
+                name, build_kwargs.get("weights") or build_kwargs.get("base_weights")
+            )  # a model grown from pretrained weights (alexnet_wa) reads like its base
             if isinstance(model, str) else "dataset"
         )
 
@@ -562,8 +572,10 @@ def fit(
                 "`data` as tf.data must be a pair (train, validation); validation may be None."
             )
         loader = dict(data_dir=data_dir, batch_size=batch_size, image_size=image_size,
-                      classes=classes, preprocessing=preprocessing, download=download)
-        info = kdata.dataset_info(data, data_dir=data_dir, classes=classes, download=download)
+                      classes=classes, preprocessing=preprocessing, download=download,
+                      channels=channels)
+        info = kdata.dataset_info(data, data_dir=data_dir, classes=classes, download=download,
+                                  channels=channels)
         carve = dict(validation_fraction=validation_fraction, validation_seed=validation_seed) \
             if validation_fraction else {}
         train_ds, info = kdata.load(
@@ -583,7 +595,8 @@ def fit(
         data_config = {"data": data, "classes_subset": list(classes) if classes else None,
                        "validation_fraction": validation_fraction or 0,
                        "validation_seed": validation_seed, "limit": limit,
-                       "image_shape": list(image_shape), "classes": num_classes}
+                       "image_shape": list(image_shape), "channels": channels,
+                       "classes": num_classes}
 
     # read outside the scope: inside it, `distribute_strategy` of a model built without one
     # falls back to the scope's strategy
@@ -610,7 +623,7 @@ def fit(
             loss = hints["loss"](net)
         if loss_weights is None and isinstance(net.output, dict):
             hinted = hints.get("loss_weights")
-            if hinted and set(hinted) == set(net.output):
+            if hinted and set(hinted) <= set(net.output):
                 loss_weights = dict(hinted)
         if compile:
             compile_for_classification(
@@ -699,14 +712,14 @@ def fit(
         raise
 
     inference = hints.get("inference_model")
-    if inference is not None and isinstance(net.output, dict):
+    if inference is not None and isinstance(net.output, dict) and evaluation_output is None:
         net = inference(net)  # shares the trained weights
     final = with_precision(net, "float32")
     results = {"epochs": epochs}
-    eval_args = dict(batch_size=batch_size, verbose=0)
+    eval_args = dict(batch_size=batch_size, verbose=0, output=evaluation_output)
     if not pair:
         eval_args.update(data_dir=data_dir, image_size=image_size, classes=classes,
-                         preprocessing=preprocessing, download=download)
+                         preprocessing=preprocessing, download=download, channels=channels)
         if validation_fraction:
             results["validation"] = evaluate(
                 final, data, split=info.train_split, subset="validation", limit=limit,
@@ -714,7 +727,7 @@ def fit(
                 **eval_args,
             )
         results["test"] = evaluate(final, data, split=test_split, limit=limit, **eval_args)
-    elif val_ds is not None and not isinstance(final.output, dict):
+    elif val_ds is not None and (evaluation_output is not None or not isinstance(final.output, dict)):
         results["validation"] = evaluate(final, val_ds, **eval_args)
     atomic_save_model(final, output_dir / "model.keras")
     atomic_write_text(output_dir / "metrics.json", json.dumps(results, indent=2) + "\n")
@@ -781,11 +794,13 @@ def evaluate(
     batch_size: int = 64,
     data_dir=None,
     image_size=None,
+    channels: int | None = None,
     limit: int | None = None,
     classes=None,
     precision: str = "float32",
     preprocessing: str | None = None,
     download: bool = False,
+    output: str | None = None,
     verbose="auto",
 ) -> dict:
     """Top-1 and top-5 error of ``model`` (or a ``.keras`` path) on a split of ``data``.
@@ -794,9 +809,14 @@ def evaluate(
     with ``validation_fraction`` is the held-out part of the training split that :func:`fit`
     validates on) or a ``tf.data.Dataset`` of ``(images, labels)`` batches. ``preprocessing``
     defaults to the one recorded in the run's ``config.json`` beside a ``.keras`` path, else
-    "dataset". A model with logits outputs is scored the same way (softmax applied for the
+    "dataset"; ``channels`` (1 or 3, ``keras_apps.data.load(channels=)``) likewise, else the
+    dataset's own. A model with logits outputs is scored the same way (softmax applied for the
     loss). Ties count against top-k: a sample is inside the top 5 only if fewer than 5 other
     classes score at least as high as its label.
+
+    A model with a dict of outputs is scored on ``output`` (default: its
+    ``evaluation_output`` training hint, else its ``inference_model`` hint), e.g. the
+    source-task head ``"task0"`` of a grown network.
 
     Returns ``{"loss", "top1_accuracy", "top5_accuracy", "top1_error", "top5_error",
     "examples", "split", "data"}``; top-5 is top-min(5, classes).
@@ -805,11 +825,18 @@ def evaluate(
     if isinstance(model, (str, os.PathLike)):
         if preprocessing is None:
             preprocessing = _run_config(model).get("preprocessing")
+        if channels is None:
+            channels = _run_config(model).get("channels")
         model = load_model(model)
     preprocessing = preprocessing or "dataset"
+    if output is not None and not (isinstance(model.output, dict) and output in model.output):
+        available = sorted(model.output) if isinstance(model.output, dict) else "one output"
+        raise ValueError(
+            f"`output` {output!r} is not an output of {model.name!r} (its outputs: {available})."
+        )
     if isinstance(model.output, dict):
         hints = registry.training_hints(model)
-        inference, key = hints.get("inference_model"), hints.get("evaluation_output")
+        inference, key = hints.get("inference_model"), output or hints.get("evaluation_output")
         if key is not None and key in model.output:
             model = keras.Model(model.inputs, model.output[key], name=model.name)
         elif inference is not None:
@@ -824,22 +851,28 @@ def evaluate(
     if isinstance(data, tf.data.Dataset):
         ds, data_name, split_name, num_classes = data, "tf.data", None, int(model.output.shape[-1])
     else:
-        info = kdata.dataset_info(data, data_dir=data_dir, classes=classes, download=download)
+        info = kdata.dataset_info(data, data_dir=data_dir, classes=classes, download=download,
+                                  channels=channels)
         split_name = split or _eval_split(info)
         ds, info = kdata.load(
             data, split_name, data_dir=data_dir, batch_size=batch_size, image_size=image_size,
             limit=limit, augment=False, shuffle=False, classes=classes,
-            preprocessing=preprocessing, download=download, subset=subset,
+            preprocessing=preprocessing, download=download, subset=subset, channels=channels,
             **({"validation_fraction": validation_fraction, "validation_seed": validation_seed}
                if subset else {}),
         )
         expected = tuple(model.inputs[0].shape[1:])
         delivered = tuple(info.image_shape)
         if expected[-1] is not None and expected[-1] != delivered[-1]:
+            remedy = (
+                f"pass channels={expected[-1]} (CLI: --channels {expected[-1]}) to convert them"
+                if expected[-1] in kdata.CHANNEL_CHOICES
+                else f"evaluate it on data with {expected[-1]} channels"
+            )
             raise ValueError(
                 f"Model {model.name!r} takes {expected[-1]}-channel images, but {data!r} "
-                f"delivers {delivered[-1]}-channel ones; evaluate it on data with "
-                f"{expected[-1]} channels (resizing does not change the channel count)."
+                f"delivers {delivered[-1]}-channel ones; {remedy} (resizing does not change "
+                f"the channel count)."
             )
         if None not in expected[:2] and delivered[:2] != expected[:2]:
             raise ValueError(
