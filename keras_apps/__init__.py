@@ -1,7 +1,7 @@
 """keras_apps: the CNN papers of the lecture notes as Keras 3 applications.
 
     >>> import keras_apps
-    >>> keras_apps.list_models("vgg*")
+    >>> keras_apps.list_models("vgg1?")
     ['vgg16', 'vgg19']
     >>> model = keras_apps.build("resnet50", weights=None)
     >>> features = keras_apps.feature_extractor(model)   # dict of named stage outputs
@@ -25,6 +25,8 @@ import keras_apps.layers  # noqa: E402,F401  (registers the custom layers for sa
 import keras_apps.training  # noqa: E402,F401  (registers the training metrics and optimizers)
 import keras_apps.compression  # noqa: E402,F401  (registers the product-quantized layers)
 import keras_apps.hdcnn  # noqa: E402,F401  (registers the HD-CNN models and loss)
+import keras_apps.growth  # noqa: E402,F401  (grown-network variants and training hints)
+from keras_apps.growth import grow  # noqa: E402
 from keras_apps.graph import (  # noqa: E402
     apply_layers,
     feature_extractor,
@@ -50,6 +52,7 @@ __all__ = [
     "build",
     "check_arguments",
     "feature_extractor",
+    "grow",
     "get_spec",
     "list_models",
     "logits_model",
