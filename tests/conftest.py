@@ -1,5 +1,7 @@
-"""Shared test set-up: quiet TensorFlow, a fixed seed, and the path of ../shared/data."""
+"""Shared test set-up: quiet TensorFlow, a fixed seed, the path of ../shared/data, the slow
+tests first, and a garbage collection after each test that scans only what the tests made."""
 
+import gc
 import os
 import pathlib
 
@@ -26,3 +28,24 @@ def shared_data(*parts) -> pathlib.Path:
     if not path.exists():
         pytest.skip(f"real data not found at {path} (the ../shared folder beside the repo)")
     return path
+
+
+def pytest_collection_modifyitems(config, items):
+    """Runs the tests marked slow first, each group in its collection order.
+
+    CI runs ``-n 2 --dist loadgroup``: each worker takes the next tests of this order as it
+    frees up. With the long end-to-end runs first, they share out over both workers and the
+    many short tests even out the end; in file order, a long test of one of the last files
+    could run alone while the other worker has nothing left to do.
+    """
+    items.sort(key=lambda item: item.get_closest_marker("slow") is None)
+
+
+def pytest_collection_finish(session):
+    """Takes everything alive after collection (TensorFlow, Keras and every imported module:
+    some 400,000 objects, kept for the whole session) out of the garbage collector's
+    generations (``gc.freeze``). The collection that ``clear_session`` runs after each test
+    then scans only the objects the tests made: about 0.3 s less per test, and what a test
+    leaves behind is still freed."""
+    gc.collect()
+    gc.freeze()

@@ -405,7 +405,10 @@ def test_quiet_by_default_and_verbose_on_request(tmp_path, monkeypatch):
 
 
 @pytest.mark.slow
-def test_train_evaluate_export_every_format_and_reload(tmp_path):
+def test_train_evaluate_export_every_format_and_reload(tmp_path, capsys):
+    """``train`` runs as the console command (a fresh process: its TensorFlow logging is what a
+    user sees); ``evaluate`` and ``export`` then run through the same ``cli.main`` in this
+    process, on the trained file."""
     from keras_apps import export
 
     run = tmp_path / "run"
@@ -420,19 +423,21 @@ def test_train_evaluate_export_every_format_and_reload(tmp_path):
     metrics = json.loads((run / "metrics.json").read_text())
     assert set(metrics["test"]) >= {"top1_error", "top5_error", "loss"}
 
-    out = run_cli("evaluate", str(run / "model.keras"), "--data", "digits", "--limit", "256",
-                  "--output", str(tmp_path / "eval.json"), cwd=tmp_path)
+    capsys.readouterr()
+    assert cli.main(["evaluate", str(run / "model.keras"), "--data", "digits", "--limit", "256",
+                     "--output", str(tmp_path / "eval.json")]) == 0
     evaluated = json.loads((tmp_path / "eval.json").read_text())
     assert evaluated["top1_error"] == pytest.approx(metrics["test"]["top1_error"])
-    assert "top-1 error" in out.stdout
+    assert "top-1 error" in capsys.readouterr().out
 
     model = training.load_model(run / "model.keras")
     images = np.stack([image for image, _ in _digits_images()])[:8]
     expected = model(images).numpy()
     for fmt in export.FORMATS:
         extra = ["--data", "digits"] if fmt == "tflite_int8" else []
-        run_cli("export", str(run / "model.keras"), "--format", fmt, "--root",
-                str(tmp_path / "saved_models"), *extra, cwd=tmp_path)
+        assert cli.main(["export", str(run / "model.keras"), "--format", fmt, "--root",
+                         str(tmp_path / "saved_models"), *extra]) == 0, capsys.readouterr().err
+        assert f"exported {fmt}: " in capsys.readouterr().out
     exported = sorted(p for p in (tmp_path / "saved_models").iterdir() if not p.name.startswith("."))
     assert len(exported) == len(export.FORMATS)
     for path in exported:

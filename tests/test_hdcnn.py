@@ -202,6 +202,7 @@ def test_a_building_block_without_softmax_is_refused():
         keras_apps.build("hdcnn", building_block="hdcnn_resnet20_cifar")
 
 
+@pytest.mark.slow
 def test_generic_fit_uses_the_registered_loss_and_scores_the_predictions(tmp_path):
     """training.fit on the registry name: the hints give the loss (log loss + consistency)
     and evaluate scores the "predictions" output."""

@@ -30,6 +30,10 @@ from keras_apps.hdcnn.conditional import (
 )
 from tests.conftest import REPO
 
+#: One worker runs the whole module (``--dist loadgroup``): the trained model and the
+#: SavedModel of the module-scoped fixtures are then made once, not once per worker.
+pytestmark = pytest.mark.xdist_group("hdcnn_conditional")
+
 C, K, SIZE = 10, 3, 16
 OVERLAPPING = Hierarchy([0, 0, 0, 0, 1, 1, 1, 2, 2, 2], [[0, 1, 2, 3, 4], [3, 4, 5, 6, 7], [7, 8, 9, 0]])
 

@@ -51,11 +51,12 @@ def test_batch_norm_sits_between_every_hidden_convolution_and_its_relu():
 
 @pytest.mark.slow
 def test_default_recipe_trains_nin_on_digits(tmp_path):
-    # The plain network (batch_norm=False, dropout 0.5) stayed at chance (0.10) for 6 epochs.
+    # The plain network (batch_norm=False, dropout 0.5) stayed at chance (0.10) for 6 epochs at
+    # 32x32, and for 4 epochs at the 16x16 used here (0.11), where this recipe reached 0.96-0.98.
     result = training.fit("nin_cifar", "digits", epochs=4, build_kwargs={"width": 0.25},
-                          strategy="one-device", output_dir=tmp_path, verbose=0)
+                          image_size=(16, 16), strategy="one-device", output_dir=tmp_path, verbose=0)
     assert result.history["loss"][-1] < 0.8 * result.history["loss"][0]
-    test, _ = kdata.load("digits", "test", batch_size=128)
+    test, _ = kdata.load("digits", "test", batch_size=128, image_size=(16, 16))
     correct = total = 0
     for images, labels in test:
         correct += int(np.sum(np.argmax(result.model.predict(images, verbose=0), axis=1) == labels.numpy()))
