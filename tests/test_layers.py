@@ -21,6 +21,7 @@ from keras_apps.compression import ProductQuantizedConv2D, ProductQuantizedDense
 from keras_apps.layers.hdcnn import FineScatter, FineToCoarse, ProbabilisticAveraging
 from keras_apps.layers import (
     DeformableConv2D,
+    L2NormalizeScale,
     LocalResponseNormalization,
     SqueezeExcitation,
     ZeroPaddingShortcut,
@@ -164,7 +165,22 @@ def _averaging_reference(layer, inputs):
     return out
 
 
+def _l2_normalize_scale_reference(layer, x):
+    """Eq. 1-2 of "Growing a Brain": gamma * x / ||x||_2 over the channel axis."""
+    x = np.asarray(x, np.float64)
+    norm = np.sqrt(np.maximum((x * x).sum(axis=-1, keepdims=True), layer.epsilon))
+    return np.asarray(layer.gamma) * x / norm
+
+
 CASES = [
+    LayerCase(
+        "l2_normalize_scale",
+        L2NormalizeScale,
+        dict(scale_init=10.0),
+        lambda: _normal(2, 3, 4, 6, seed=3),
+        (2, 3, 4, 6),
+        _l2_normalize_scale_reference,
+    ),
     LayerCase(
         "deformable_predicted_offsets",
         DeformableConv2D,
