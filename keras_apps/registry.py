@@ -194,7 +194,7 @@ def register_model(
 
 #: Packages whose import registers models: the families, then the methods that build
 #: registered models around them.
-MODEL_PACKAGES = ("keras_apps.models", "keras_apps.hdcnn", "keras_apps.growth")
+MODEL_PACKAGES = ("keras_apps.models", "keras_apps.hdcnn", "keras_apps.growth", "keras_apps.overfeat")
 
 
 def _ensure_loaded() -> None:

@@ -23,6 +23,7 @@ from keras_apps.layers import (
     DeformableConv2D,
     L2NormalizeScale,
     LocalResponseNormalization,
+    OffsetMaxPooling2D,
     SqueezeExcitation,
     ZeroPaddingShortcut,
 )
@@ -172,6 +173,20 @@ def _l2_normalize_scale_reference(layer, x):
     return np.asarray(layer.gamma) * x / norm
 
 
+def _offset_pooling_reference(layer, x):
+    """OverFeat Sec. 3.3: the s^2 poolings of x[:, dy:, dx:] (window k, stride s), each one
+    a loop, interleaved as out[i*s + dy, j*s + dx]."""
+    (kh, kw), (sh, sw) = layer.pool_size, layer.strides
+    out = np.zeros((x.shape[0], x.shape[1] - kh + 1, x.shape[2] - kw + 1, x.shape[3]), "float32")
+    for dy in range(sh):
+        for dx in range(sw):
+            for i in range((x.shape[1] - dy - kh) // sh + 1):
+                for j in range((x.shape[2] - dx - kw) // sw + 1):
+                    y0, x0 = dy + i * sh, dx + j * sw
+                    out[:, i * sh + dy, j * sw + dx] = x[:, y0 : y0 + kh, x0 : x0 + kw].max(axis=(1, 2))
+    return out
+
+
 CASES = [
     LayerCase(
         "l2_normalize_scale",
@@ -226,6 +241,14 @@ CASES = [
         lambda: _normal(2, 3, 4, 6, seed=7),
         (2, 3, 4, 6),
         _lrn_reference,
+    ),
+    LayerCase(
+        "offset_max_pooling",
+        OffsetMaxPooling2D,
+        dict(pool_size=3, strides=(3, 2)),
+        lambda: _normal(2, 8, 7, 3, seed=22),
+        (2, 6, 5, 3),
+        _offset_pooling_reference,
     ),
     LayerCase(
         "squeeze_excitation",
