@@ -2,7 +2,7 @@
 
     >>> from keras_apps import data
     >>> data.list_datasets()[:4]
-    ['caltech_birds2011', 'cifar10', 'cifar100', 'digits']
+    ['bccd', 'caltech_birds2011', 'cifar10', 'cifar100']
     >>> ds, info = data.load("digits", "train", batch_size=64)   # zero set-up
     >>> images, labels = next(iter(ds))        # float32 [64, 32, 32, 1], int32 [64]
     >>> pixels = data.denormalize(images, info)  # back to [0, 255]
@@ -63,7 +63,17 @@ downloaded unless ``download=True`` (CLI: --download); a missing set raises
 without class sub-folders. Decoded CIFAR-10 arrays are cached under ``$KERAS_APPS_CACHE``
 (default ``~/.cache/keras_apps``).
 
-Sources: ``digits`` (scikit-learn), ``cifar10`` (JPEG shards, else tfds),
+Detection (``label="boxes"``, the default and only label of ``bccd``, ``voc_folder``
+with ``data_dir=DIR`` and any PASCAL VOC folder path): ``(images, {"boxes", "classes",
+"difficult"})`` with ragged [B, None, 4] float32 boxes ``(x1, y1, x2, y2)`` in delivered
+pixels, int32 class ids and bool flags; ``image_size`` resizes images and boxes; training
+augmentation is a scale-jittered random crop and flip that moves, clips and drops boxes
+(:mod:`keras_apps.data.detection`). :class:`VOCFolder` reads such folders for numpy work
+(``records(split)``, ``image(record)``); :mod:`keras_apps.data.voc` documents how
+imperfect annotations are handled (BCCD's two zero-area boxes are dropped). ``load``'s
+``label`` defaults to the dataset's first label choice.
+
+Sources: ``bccd`` (``<DATA>/detection/bccd/BCCD``, PASCAL VOC layout), ``digits`` (scikit-learn), ``cifar10`` (JPEG shards, else tfds),
 ``fashion_mnist`` (IDX files), ``cifar100`` / ``imagenet2012`` / ``sun397`` /
 ``caltech_birds2011`` / ``voc`` / ``tfds:<name>`` (tensorflow-datasets), and image folders
 (``folder`` or a path). Each module's docstring documents its split, order, statistics and
@@ -76,6 +86,7 @@ from keras_apps.data.channels import CHANNEL_CHOICES, convert_channels
 from keras_apps.data.idx import read_idx
 from keras_apps.data.pipeline import dataset_info, list_datasets, load
 from keras_apps.data.preprocessing import PREPROCESSING_MODES, denormalize, preprocess_images
+from keras_apps.data.voc import VOCFolder, VOCParseError, read_annotation
 
 __all__ = [
     "CHANNEL_CHOICES",
@@ -91,5 +102,8 @@ __all__ = [
     "load",
     "normalize",
     "preprocess_images",
+    "read_annotation",
     "read_idx",
+    "VOCFolder",
+    "VOCParseError",
 ]

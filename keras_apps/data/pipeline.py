@@ -1,6 +1,7 @@
 """``load``, ``dataset_info`` and ``list_datasets``: dataset names to batched tf.data
 pipelines of preprocessed images, with class subsets, a held-out validation carve,
-grayscale <-> RGB delivery and resumable (stateless) epoch orders."""
+grayscale <-> RGB delivery and resumable (stateless) epoch orders; detection sets
+(``bccd``, ``voc_folder``, a VOC folder path) deliver boxes (:mod:`keras_apps.data.detection`)."""
 
 from __future__ import annotations
 
@@ -14,12 +15,15 @@ import pathlib
 import numpy as np
 import tensorflow as tf
 
-from keras_apps.data import cifar10, digits, fashion_mnist, folder, tfds_sets
+from keras_apps.data import cifar10, detection, digits, fashion_mnist, folder, tfds_sets, voc
 from keras_apps.data._base import (
     DatasetInfo,
+    DatasetNotFoundError,
     Source,
     balanced_first,
+    data_roots,
     stratified_split,
+    where_to_put,
 )
 from keras_apps.data.augment import make_preprocess
 from keras_apps.data.channels import check_channels, converted_statistics
@@ -41,10 +45,75 @@ _SOURCES = {
 }
 
 
+#: Detection sets (PASCAL VOC folders): name -> allowed label choices (the first is the
+#: default).
+_DETECTION_SOURCES = {"bccd": ("boxes",), "voc_folder": ("boxes",)}
+#: Where BCCD lies below a data root (Shenggan/BCCD_Dataset's BCCD folder).
+BCCD_SUBFOLDER = "detection/bccd/BCCD"
+
+
 def list_datasets() -> list[str]:
     """Sorted dataset names ``load`` accepts. Also accepted: ``"tfds:<name>"`` for any tfds
-    image classification set, and a directory path (an image folder)."""
-    return sorted(_SOURCES)
+    image classification set, and a directory path (an image folder, or a PASCAL VOC
+    folder with ``Annotations/`` and ``JPEGImages/``)."""
+    return sorted({**_SOURCES, **_DETECTION_SOURCES})
+
+
+def _detection_folder(name, *, data_dir, label):
+    """``(VOCFolder, dataset name)`` when ``name`` is a detection set, else ``None``."""
+    if isinstance(name, os.PathLike):
+        name = os.fspath(name)
+    if not isinstance(name, str):
+        return None
+    if name in _DETECTION_SOURCES:
+        labels = _DETECTION_SOURCES[name]
+    elif name not in _SOURCES and not name.startswith("tfds:") and voc.is_voc_folder(name):
+        if data_dir is not None and pathlib.Path(os.fspath(data_dir)).resolve() != pathlib.Path(name).resolve():
+            raise ValueError(
+                f"Dataset {name!r} is a folder path and data_dir={os.fspath(data_dir)!r} names "
+                f"another one; pass the folder once, as the name or as data_dir with name='voc_folder'."
+            )
+        name, data_dir, labels = "voc_folder", name, _DETECTION_SOURCES["voc_folder"]
+    else:
+        return None
+    label = labels[0] if label is None else label
+    if label not in labels:
+        raise ValueError(
+            f"label={label!r} is not available for {name!r}; allowed: {', '.join(labels)}."
+        )
+    if name == "bccd":
+        for root in data_roots(data_dir):
+            for candidate in (root / BCCD_SUBFOLDER, root / "BCCD", root):
+                if voc.is_voc_folder(candidate):
+                    return voc.VOCFolder(candidate, class_names=voc.BCCD_CLASSES), name
+        raise DatasetNotFoundError(
+            f"BCCD not found (looked in {', '.join(str(r / BCCD_SUBFOLDER) for r in data_roots(data_dir))}). "
+            f"Put Shenggan/BCCD_Dataset's BCCD folder (Annotations/, JPEGImages/, ImageSets/Main/) "
+            f"at {where_to_put(BCCD_SUBFOLDER)}."
+        )
+    if data_dir is None:
+        raise ValueError(
+            "The VOC folder dataset needs its directory: load('voc_folder', data_dir=DIR) or "
+            "load(DIR), DIR holding Annotations/, JPEGImages/ and ImageSets/Main/<split>.txt."
+        )
+    return voc.VOCFolder(data_dir), name
+
+
+def _reject_for_boxes(name, **arguments):
+    """A ValueError for the classification-only arguments a detection set was given."""
+    given = [k for k, v in arguments.items() if v is not None]
+    if given:
+        raise ValueError(
+            f"{', '.join(given)} {'is' if len(given) == 1 else 'are'} not supported for the "
+            f"detection set {name!r} (label='boxes'); leave {'it' if len(given) == 1 else 'them'} "
+            f"at None."
+        )
+
+
+def _boxes_info(folder, name, preprocessing) -> DatasetInfo:
+    info = detection.folder_info(folder, name)
+    mode = check_mode(preprocessing, 3, info)
+    return dataclasses.replace(info, preprocessing=mode)
 
 
 def _resolve(name, *, data_dir, label, download) -> Source:
@@ -75,6 +144,7 @@ def _resolve(name, *, data_dir, label, download) -> Source:
             f"Unknown dataset {name!r}.{hint} Known: {', '.join(list_datasets())}; also "
             f"'tfds:<name>' for a tfds image classification set, or a path to an image folder."
         )
+    label = labels[0] if label is None else label
     if label not in labels:
         raise ValueError(
             f"label={label!r} is not available for {name!r}; allowed: {', '.join(labels)}."
@@ -262,7 +332,7 @@ def dataset_info(
     name,
     *,
     data_dir=None,
-    label: str = "fine",
+    label: str | None = None,
     classes=None,
     validation_fraction=None,
     validation_seed: int = 0,
@@ -276,7 +346,15 @@ def dataset_info(
     classes; ``None`` for tfds sets, which would need a pass over each split). With
     ``validation_fraction``, ``num_examples`` also holds the "training" and "validation"
     subset sizes of the carved training split. ``channels`` as in :func:`load`
-    (``image_shape``, ``mean`` and ``std`` describe the delivered channels)."""
+    (``image_shape``, ``mean`` and ``std`` describe the delivered channels). ``label``
+    defaults to the dataset's first choice ("fine"; "boxes" for the detection sets, whose
+    info counts images per split and names the classes in id order)."""
+    found = _detection_folder(name, data_dir=data_dir, label=label)
+    if found is not None:
+        _reject_for_boxes(
+            found[1], classes=classes, validation_fraction=validation_fraction, channels=channels
+        )
+        return _boxes_info(*found, preprocessing)
     source, class_ids, mode, _ = _resolve_checked(
         name, data_dir=data_dir, label=label, download=download, classes=classes,
         preprocessing=preprocessing, channels=channels,
@@ -342,7 +420,7 @@ def load(
     shuffle: bool | None = None,
     seed: int = 0,
     limit: int | None = None,
-    label: str = "fine",
+    label: str | None = None,
     download: bool = False,
     drop_remainder: bool = False,
     classes=None,
@@ -373,7 +451,14 @@ def load(
         limit: use only the first ``limit`` examples, after the class filter and the carve
             (class-balanced for digits, cifar10, fashion_mnist and folders; the first
             records for tfds sets).
-        label: "fine"; cifar100 also "coarse" and "both"; voc also "multi".
+        label: the dataset's first choice by default: "fine"; cifar100 also "coarse" and
+            "both"; voc also "multi"; the detection sets ("bccd", "voc_folder", a VOC folder
+            path) "boxes" only: targets ``{"boxes": RaggedTensor float32 [B, None, 4]
+            (x1, y1, x2, y2) in delivered pixels, "classes": RaggedTensor int32 [B, None],
+            "difficult": RaggedTensor bool [B, None]}``, ``image_size`` resizing images and
+            boxes, training augmentation a scale-jittered crop and flip moving the boxes
+            (:mod:`keras_apps.data.detection`); ``classes``, the validation carve,
+            ``start_epoch`` and ``channels`` are not available for them.
         download: allow tfds / keras to download (never otherwise).
         drop_remainder: drop the last partial batch (of every epoch).
         classes: source class ids to keep, relabelled 0..k-1 in the given order
@@ -410,6 +495,30 @@ def load(
     seed = int(seed)
     start_epoch = None if start_epoch is None else _integer("start_epoch", start_epoch, 0)
     size = _image_size(image_size)
+    found = _detection_folder(name, data_dir=data_dir, label=label)
+    if found is not None:
+        folder_, set_name = found
+        _reject_for_boxes(
+            set_name, classes=classes, validation_fraction=validation_fraction, subset=subset,
+            start_epoch=start_epoch, channels=channels,
+        )
+        info = _boxes_info(folder_, set_name, preprocessing)
+        if split not in info.splits:
+            raise ValueError(
+                f"Unknown split {split!r} for {set_name!r}; allowed: {', '.join(info.splits)}."
+            )
+        training = split == info.train_split
+        size = size or tuple(info.image_shape[:2])
+        ds, count = detection.boxes_dataset(
+            folder_, info, split, batch_size=batch_size, image_size=size,
+            augment=training if augment is None else bool(augment),
+            shuffle=training if shuffle is None else bool(shuffle),
+            seed=seed, limit=limit, drop_remainder=drop_remainder,
+        )
+        info = dataclasses.replace(
+            info, image_shape=(*size, 3), steps_per_epoch=_steps(count, batch_size, drop_remainder)
+        )
+        return ds, info
     source, class_ids, mode, stored_channels = _resolve_checked(
         name, data_dir=data_dir, label=label, download=download, classes=classes,
         preprocessing=preprocessing, channels=channels,
