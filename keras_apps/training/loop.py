@@ -425,6 +425,19 @@ def _clear_run(output_dir: pathlib.Path) -> None:
         (output_dir / name).unlink(missing_ok=True)
 
 
+def _class_id_targets(ds: tf.data.Dataset) -> bool:
+    """Whether a ``(inputs, targets)`` dataset's targets are integer class ids ``[B]`` (or a
+    dict of them), the targets :func:`evaluate`'s classification metrics read."""
+    spec = ds.element_spec
+    if not isinstance(spec, tuple) or len(spec) < 2:
+        return False
+    targets = spec[1]
+    specs = list(targets.values()) if isinstance(targets, dict) else [targets]
+    return all(
+        isinstance(t, tf.TensorSpec) and t.dtype.is_integer and t.shape.rank == 1 for t in specs
+    )
+
+
 def fit(
     model: str | keras.Model | Callable[[], keras.Model],
     data="digits",
@@ -477,7 +490,10 @@ def fit(
             ``validation_seed``; ``classes`` keeps a subset of classes, relabelled 0..k-1;
             the test split is evaluated once, at the end), or a pair ``(train,
             validation)`` of ``tf.data.Dataset`` yielding ``(inputs, targets)`` batches
-            (``validation`` may be None; no test split).
+            (``validation`` may be None; no test split). Its final metrics are the
+            classification metrics of :func:`evaluate` when the targets are integer class
+            ids, else the compiled loss and metrics (``model.evaluate``: box regression,
+            any other objective).
         optimizer, loss, loss_weights, metrics, lr_multipliers, learning_rate, momentum,
             weight_decay, lr_schedule: see :func:`compile_for_classification`.
         evaluation_output: for a model with a dict of outputs, the output that the final
@@ -727,6 +743,10 @@ def fit(
                 **eval_args,
             )
         results["test"] = evaluate(final, data, split=test_split, limit=limit, **eval_args)
+    elif val_ds is not None and not _class_id_targets(val_ds):
+        # Not class ids (box targets, regression): the compiled loss and metrics are the score.
+        scores = net.evaluate(val_ds, verbose=0, return_dict=True)
+        results["validation"] = {key: float(value) for key, value in scores.items()}
     elif val_ds is not None and (evaluation_output is not None or not isinstance(final.output, dict)):
         results["validation"] = evaluate(final, val_ds, **eval_args)
     atomic_save_model(final, output_dir / "model.keras")

@@ -1,0 +1,522 @@
+"""OverFeat localization and detection on BCCD (or any VOC folder), measured.
+
+    python tools/overfeat_experiments.py --seeds 0,1,2            # the committed run
+    python tools/overfeat_experiments.py --table                  # rebuild README.md from the JSONs
+
+Protocol. BCCD's ``ImageSets/Main`` lists: the classifier, the regressor and the merge
+settings are fitted on ``train`` (205 images), chosen on ``val`` (87; a carve of ``trainval``)
+and the ``test`` list (72) is evaluated once per trained system and configuration. Per seed:
+
+1. **Windows** (:func:`keras_apps.overfeat.windows.sample_windows`): object windows at the
+   training scales where each box's longer side is 30-100% of the field of view F (221 for
+   the accurate model), jittered by up to half the dense stride, kept when > 50% of the box
+   is inside (the paper's rule for the regressor), at most ``--max-per-class`` per class,
+   image and scale (BCCD has ~11 red cells per image); background windows where no box of a
+   valid size is more than half inside. Cropped once at F x F.
+2. **Classifier**: the registered network (``--model``, default the narrow
+   ``overfeat_accurate_small``) with classes + background, trained from scratch with
+   ``keras_apps.training.fit`` (SGD, cosine schedule; random horizontal flips), validation
+   windows from ``val``.
+3. **Regressor** (:func:`keras_apps.overfeat.regression_head`): FC 512-128-4x3 on the frozen
+   pool6 features, L2 loss (:class:`BoxRegressionLoss`) on the object windows, flips.
+4. **Evaluation** of the joint dense network (:func:`keras_apps.overfeat.dense_system`) on
+   whole images, single scale (``--single-scale``) vs multi-scale (``--test-scales``), with
+   and without offset max pooling on pool6 (stride 36 -> 12 pixels): the detection score
+   threshold and the greedy-merge threshold are chosen on ``val`` by mAP; on ``test``:
+   VOC AP per class at IoU 0.5 (all-points), mAP, and the localization error (ILSVRC rule:
+   the image's main object -- the class of its largest box, the white cell in 344 of 364
+   images -- must be among the top-k guesses with IoU >= 0.5 to one of its boxes), top-1 and
+   top-5 (with 3 classes top-5 mostly tests the boxes). Plus the classifier's top-1 error
+   on test windows.
+
+Every finished step writes one JSON under ``--output`` (``<seed>/<config>.json``); a rerun
+skips what exists and resumes interrupted training from its last finished epoch (the run
+folders live under ``--runs``). ``--table`` rebuilds ``README.md`` from the JSONs only;
+``--figures`` draws example test images with predicted and true boxes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import pathlib
+import sys
+import time
+
+REPO = pathlib.Path(__file__).resolve().parents[1]
+if str(REPO) not in sys.path:
+    sys.path.insert(0, str(REPO))
+
+import numpy as np  # noqa: E402
+
+CONFIGS = (
+    ("single", False),
+    ("single", True),
+    ("multi", False),
+    ("multi", True),
+)
+PAPER = (
+    "Paper (ILSVRC 2013, full-size accurate model, ImageNet): classification 13.6% top-5 error "
+    "(6 scales) vs 16.97% (single scale); localization error 29.9%; detection mAP 19.4% "
+    "(competition), 24.3% (post-competition)."
+)
+
+
+def config_name(scales: str, offset: bool) -> str:
+    return f"{scales}_{'offset' if offset else 'plain'}"
+
+
+def _floats(text: str) -> tuple:
+    try:
+        values = tuple(float(v) for v in text.split(",") if v.strip())
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated numbers, got {text!r}") from None
+    if not values or any(not v > 0 for v in values):
+        raise argparse.ArgumentTypeError(f"expected numbers > 0, got {text!r}")
+    return values
+
+
+def _seeds(text: str) -> tuple:
+    try:
+        return tuple(int(v) for v in text.split(",") if v.strip())
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated integers, got {text!r}") from None
+
+
+def parse_args(argv=None):
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--data-dir", default=None, help="VOC folder (default: ../shared/data/detection/bccd/BCCD)")
+    p.add_argument("--model", default="overfeat_accurate_small")
+    p.add_argument("--seeds", type=_seeds, default=(0, 1, 2))
+    p.add_argument("--epochs", type=int, default=10)
+    p.add_argument("--regressor-epochs", type=int, default=4)
+    p.add_argument("--batch-size", type=int, default=64)
+    p.add_argument("--learning-rate", type=float, default=0.02)
+    p.add_argument("--train-scales", type=_floats, default=(0.7, 1.0, 1.4, 2.0))
+    p.add_argument("--test-scales", type=_floats, default=(0.7, 1.0, 1.4, 2.0))
+    p.add_argument("--single-scale", type=float, default=1.0)
+    p.add_argument("--max-per-class", type=int, default=2)
+    p.add_argument("--background-per-image", type=int, default=2)
+    p.add_argument("--score-thresholds", type=_floats, default=(0.3, 0.5, 0.7))
+    p.add_argument("--merge-thresholds", type=_floats, default=(0.25, 0.5, 1.0))
+    p.add_argument("--limit", type=int, default=0, help="images per split (0: all; toy runs)")
+    p.add_argument("--output", default=str(REPO / "results" / "overfeat" / "bccd"))
+    p.add_argument("--runs", default=str(REPO / "runs" / "overfeat_experiments"))
+    p.add_argument("--table", action="store_true", help="only rebuild README.md from the JSONs")
+    p.add_argument("--figures", action="store_true", help="draw example test images (seed of --seeds[0])")
+    return p.parse_args(argv)
+
+
+# ------------------------------------------------------------------------------ records
+
+
+def _atomic_json(path: pathlib.Path, payload: dict) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".json.tmp")
+    tmp.write_text(json.dumps(payload, indent=1, sort_keys=True) + "\n")
+    os.replace(tmp, path)
+
+
+def _read(path: pathlib.Path):
+    return json.loads(path.read_text()) if path.exists() else None
+
+
+def _settings(args) -> dict:
+    keys = ("model", "epochs", "regressor_epochs", "batch_size", "learning_rate", "train_scales",
+            "test_scales", "single_scale", "max_per_class", "background_per_image",
+            "score_thresholds", "merge_thresholds", "limit")
+    return {k: (list(v) if isinstance(v, tuple) else v) for k, v in vars(args).items() if k in keys}
+
+
+# --------------------------------------------------------------------------------- data
+
+
+def load_split(folder, split: str, limit: int):
+    records = folder.records(split)
+    if limit:
+        records = records[:limit]
+    images = [folder.image(record) for record in records]
+    return records, images
+
+
+def main_object(record) -> dict:
+    """The ILSVRC-style localization target: every box of the class of the largest box."""
+    boxes = np.asarray(record["boxes"], np.float32).reshape(-1, 4)
+    classes = np.asarray(record["classes"]).reshape(-1)
+    if len(boxes) == 0:
+        return {"boxes": boxes, "classes": classes.astype(np.int32)}
+    areas = (boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1])
+    main = classes[int(np.argmax(areas))]
+    keep = classes == main
+    return {"boxes": boxes[keep], "classes": classes[keep].astype(np.int32)}
+
+
+def ground_truth(record) -> dict:
+    out = {
+        "boxes": np.asarray(record["boxes"], np.float32).reshape(-1, 4),
+        "classes": np.asarray(record["classes"], np.int32).reshape(-1),
+    }
+    if record.get("difficult") is not None:
+        out["difficult"] = np.asarray(record["difficult"], bool).reshape(-1)
+    return out
+
+
+# ----------------------------------------------------------------------------- training
+
+
+def _window_data(folder_images, records, *, args, geometry, num_classes, seed):
+    from keras_apps.overfeat.windows import crop_windows, sample_windows
+
+    fov, stride = geometry
+    windows = sample_windows(
+        records, num_classes=num_classes, field_of_view=fov, stride=stride,
+        scales=args.train_scales, size_range=(0.3, 1.0), max_per_class=args.max_per_class,
+        background_per_image=args.background_per_image, seed=seed,
+    )
+    crops = crop_windows(folder_images, windows, fov)
+    return windows, crops
+
+
+def _dataset(crops, labels, *, batch_size, shuffle, seed, mean, std, flip_targets=False):
+    import tensorflow as tf
+
+    from keras_apps.overfeat.regression import flip_targets as flip_fn
+
+    ds = tf.data.Dataset.from_tensor_slices((crops, labels))
+    if shuffle:
+        ds = ds.shuffle(len(crops), seed=seed, reshuffle_each_iteration=True)
+    mean = tf.constant(mean, tf.float32)
+    std = tf.constant(std, tf.float32)
+
+    def prepare(image, label):
+        image = (tf.cast(image, tf.float32) - mean) / std
+        if shuffle:
+            flip = tf.random.uniform(()) < 0.5
+            image = tf.cond(flip, lambda: image[:, ::-1], lambda: image)
+            if flip_targets:
+                label = tf.cond(
+                    flip, lambda: tf.concat([label[:1], flip_fn(label[1:])], 0), lambda: label
+                )
+        return image, label
+
+    return ds.map(prepare, num_parallel_calls=2).batch(batch_size).prefetch(2)
+
+
+def _fit_once(model, data, output_dir: pathlib.Path, **kwargs):
+    """``training.fit`` into ``output_dir``, or the finished run there read back (model,
+    metrics): an interrupted run resumes, a finished one is not trained twice."""
+    from keras_apps import training
+
+    if (output_dir / "metrics.json").exists() and (output_dir / "model.keras").exists():
+        return training.load_model(output_dir / "model.keras"), json.loads((output_dir / "metrics.json").read_text())
+    result = training.fit(model, data, output_dir=output_dir, **kwargs)
+    return result.model, result.metrics
+
+
+def train_system(args, seed, folder, train, val, run_dir: pathlib.Path):
+    import keras
+
+    import keras_apps
+    from keras_apps.data._base import IMAGENET_MEAN, IMAGENET_STD
+    from keras_apps.overfeat import dense_geometry, regression_head, to_dense
+    from keras_apps.overfeat.regression import BoxRegressionLoss, regression_targets
+
+    num_classes = len(folder.class_names)
+    keras.utils.set_random_seed(seed)
+    classifier = keras_apps.build(args.model, classes=num_classes + 1)
+    fov, stride, _ = dense_geometry(to_dense(classifier))
+    geometry = (int(fov[0]), int(stride[0]))  # square windows: (y, x) pairs are equal
+    train_windows, train_crops = _window_data(train[1], train[0], args=args, geometry=geometry,
+                                              num_classes=num_classes, seed=seed)
+    val_windows, val_crops = _window_data(val[1], val[0], args=args, geometry=geometry,
+                                          num_classes=num_classes, seed=10_000 + seed)
+    data = (
+        _dataset(train_crops, train_windows["label"], batch_size=args.batch_size, shuffle=True,
+                 seed=seed, mean=IMAGENET_MEAN, std=IMAGENET_STD),
+        _dataset(val_crops, val_windows["label"], batch_size=args.batch_size, shuffle=False,
+                 seed=seed, mean=IMAGENET_MEAN, std=IMAGENET_STD),
+    )
+    started = time.time()
+    classifier, classifier_metrics = _fit_once(
+        classifier, data, run_dir / "classifier", epochs=args.epochs, learning_rate=args.learning_rate,
+        lr_schedule="cosine", weight_decay=5e-4, seed=seed, verbose=0,
+    )
+    classifier_seconds = time.time() - started
+
+    objects = train_windows["label"] < num_classes
+    val_objects = val_windows["label"] < num_classes
+    targets = regression_targets(train_windows["label"][objects], train_windows["box"][objects],
+                                 train_windows["window"][objects])
+    val_targets = regression_targets(val_windows["label"][val_objects], val_windows["box"][val_objects],
+                                     val_windows["window"][val_objects])
+    regressor = regression_head(classifier, num_classes)
+    reg_data = (
+        _dataset(train_crops[objects], targets, batch_size=args.batch_size, shuffle=True, seed=seed,
+                 mean=IMAGENET_MEAN, std=IMAGENET_STD, flip_targets=True),
+        _dataset(val_crops[val_objects], val_targets, batch_size=args.batch_size, shuffle=False,
+                 seed=seed, mean=IMAGENET_MEAN, std=IMAGENET_STD),
+    )
+    started = time.time()
+    trained_regressor, regressor_metrics = _fit_once(
+        regressor, reg_data, run_dir / "regressor", epochs=args.regressor_epochs,
+        learning_rate=args.learning_rate, lr_schedule="cosine", weight_decay=1e-5,
+        loss=BoxRegressionLoss(), metrics=[], seed=seed, verbose=0,
+    )
+    regressor_seconds = time.time() - started
+    # A resumed (finished) run returns the model read back from disk, which no longer shares the
+    # classifier's feature layers: copy the head's weights into the shared-graph regressor.
+    for name in ("reg_fc1", "reg_fc2", "boxes"):
+        regressor.get_layer(name).set_weights(trained_regressor.get_layer(name).get_weights())
+    counts = {
+        name: int(np.sum(train_windows["label"] == c))
+        for c, name in enumerate([*folder.class_names, "background"])
+    }
+    validation = classifier_metrics.get("validation") or {}
+    window_error = validation.get("top1_error")
+    info = {
+        "field_of_view": geometry[0], "stride": geometry[1], "train_windows": counts,
+        "val_windows": int(len(val_windows)), "classifier_seconds": classifier_seconds,
+        "regressor_seconds": regressor_seconds, "classifier_metrics": _jsonable(classifier_metrics),
+        "regressor_metrics": _jsonable(regressor_metrics), "window_val_error": window_error,
+    }
+    return classifier, regressor, info
+
+
+def _jsonable(value):
+    if isinstance(value, dict):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, (np.floating, np.integer)):
+        return value.item()
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value
+
+
+# --------------------------------------------------------------------------- evaluation
+
+
+def evaluate_config(args, system, folder, val, test, scales_name: str, offset: bool) -> dict:
+    from keras_apps.data._base import IMAGENET_MEAN, IMAGENET_STD
+    from keras_apps.data.augment import normalize
+    from keras_apps.overfeat import dense_predictions, dense_system, detect_predictions, localize_predictions
+    from keras_apps.overfeat.metrics import detection_ap, localization_error
+
+    num_classes = len(folder.class_names)
+    scales = (args.single_scale,) if scales_name == "single" else args.test_scales
+    dense = dense_system(system, offset_pooling=offset)
+
+    def preprocess(x):
+        return normalize(x, IMAGENET_MEAN, IMAGENET_STD)
+
+    started = time.time()
+    val_pred = dense_predictions(dense, val[1], scales, preprocess=preprocess)
+    val_gt = [ground_truth(r) for r in val[0]]
+    best = None
+    for score_threshold in args.score_thresholds:
+        for merge_threshold in args.merge_thresholds:
+            found = detect_predictions(val_pred, score_threshold=score_threshold,
+                                       merge_threshold=merge_threshold, background_class=num_classes)
+            m_ap = detection_ap(found, val_gt, num_classes)["mAP"]
+            if best is None or m_ap > best[0]:
+                best = (m_ap, score_threshold, merge_threshold)
+    val_map, score_threshold, merge_threshold = best
+    test_started = time.time()
+    test_pred = dense_predictions(dense, test[1], scales, preprocess=preprocess)
+    found = detect_predictions(test_pred, score_threshold=score_threshold,
+                               merge_threshold=merge_threshold, background_class=num_classes)
+    ap = detection_ap(found, [ground_truth(r) for r in test[0]], num_classes)
+    guesses = localize_predictions(test_pred, top_k=5, merge_threshold=merge_threshold,
+                                   background_class=num_classes)
+    main = [main_object(r) for r in test[0]]
+    return {
+        "scales": list(scales), "offset_pooling": offset,
+        "val_mAP": float(val_map), "score_threshold": score_threshold, "merge_threshold": merge_threshold,
+        "test_mAP": float(ap["mAP"]),
+        "test_ap": {name: _jsonable(float(v)) for name, v in zip(folder.class_names, ap["ap"])},
+        "localization_error_top1": float(localization_error(guesses, main, top_k=1)),
+        "localization_error_top5": float(localization_error(guesses, main, top_k=5)),
+        "mean_detections": float(np.mean([len(f["scores"]) for f in found])),
+        "test_seconds_per_image": (time.time() - test_started) / max(1, len(test[1])),
+        "seconds": time.time() - started,
+    }
+
+
+def window_test_error(args, classifier, folder, test, seed) -> float:
+    from keras_apps.data._base import IMAGENET_MEAN, IMAGENET_STD
+    from keras_apps.overfeat import dense_geometry, to_dense
+
+    fov, stride, _ = dense_geometry(to_dense(classifier))
+    windows, crops = _window_data(test[1], test[0], args=args, geometry=(int(fov[0]), int(stride[0])),
+                                  num_classes=len(folder.class_names), seed=20_000 + seed)
+    x = (crops.astype(np.float32) - np.float32(IMAGENET_MEAN)) / np.float32(IMAGENET_STD)
+    scores = classifier.predict(x, batch_size=args.batch_size, verbose=0)
+    return float(np.mean(np.argmax(scores, -1) != windows["label"]))
+
+
+def run_seed(args, seed, folder, splits, output: pathlib.Path) -> None:
+    from keras_apps.overfeat import overfeat_system
+
+    seed_dir = output / f"seed{seed}"
+    wanted = [seed_dir / f"{config_name(s, o)}.json" for s, o in CONFIGS]
+    if all(p.exists() for p in wanted) and (seed_dir / "training.json").exists():
+        print(f"seed {seed}: done", flush=True)
+        return
+    train, val, test = splits
+    classifier, regressor, info = train_system(args, seed, folder, train, val,
+                                               pathlib.Path(args.runs) / f"seed{seed}")
+    if not (seed_dir / "training.json").exists():
+        info["window_test_error"] = window_test_error(args, classifier, folder, test, seed)
+        _atomic_json(seed_dir / "training.json", {"seed": seed, "settings": _settings(args), **info})
+    system = overfeat_system(classifier, regressor)
+    for (scales_name, offset), path in zip(CONFIGS, wanted):
+        if path.exists():
+            continue
+        record = evaluate_config(args, system, folder, val, test, scales_name, offset)
+        _atomic_json(path, {"seed": seed, "config": config_name(scales_name, offset),
+                            "settings": _settings(args), **record})
+        print(f"seed {seed} {config_name(scales_name, offset)}: mAP {record['test_mAP']:.3f}", flush=True)
+
+
+# -------------------------------------------------------------------------------- table
+
+
+def _mean_sd(values) -> str:
+    values = [v for v in values if v is not None and not (isinstance(v, float) and math.isnan(v))]
+    if not values:
+        return "n/a"
+    mean = float(np.mean(values))
+    sd = float(np.std(values, ddof=1)) if len(values) > 1 else 0.0
+    return f"{100 * mean:.1f} ± {100 * sd:.1f}"
+
+
+def build_table(output: pathlib.Path) -> str:
+    records = [json.loads(p.read_text()) for p in sorted(output.glob("seed*/*.json")) if p.name != "training.json"]
+    training = [json.loads(p.read_text()) for p in sorted(output.glob("seed*/training.json"))]
+    if not records:
+        raise SystemExit(f"No result JSONs under {output}; run the experiment first.")
+    seeds = sorted({r["seed"] for r in records})
+    class_names = list(records[0]["test_ap"])
+    lines = [
+        "# OverFeat on BCCD (measured)",
+        "",
+        f"Rebuilt by `python tools/overfeat_experiments.py --table` from {len(records)} JSONs "
+        f"(seeds {', '.join(map(str, seeds))}); mean ± sd over seeds, percent. Test split (72 images) "
+        "evaluated once per trained system and configuration; thresholds chosen on val.",
+        "",
+        "| configuration | mAP | " + " | ".join(f"AP {c}" for c in class_names)
+        + " | loc. error top-1 | loc. error top-5 | s / image |",
+        "|---" * (5 + len(class_names)) + "|",
+    ]
+    for scales_name, offset in CONFIGS:
+        name = config_name(scales_name, offset)
+        rows = [r for r in records if r["config"] == name]
+        if not rows:
+            continue
+        scales = ", ".join(f"{s:g}" for s in rows[0]["scales"])
+        label = f"{'single' if scales_name == 'single' else 'multi'}-scale ({scales}), {'offset pooling' if offset else 'plain pooling'}"
+        cells = [
+            _mean_sd([r["test_mAP"] for r in rows]),
+            *[_mean_sd([r["test_ap"][c] for r in rows]) for c in class_names],
+            _mean_sd([r["localization_error_top1"] for r in rows]),
+            _mean_sd([r["localization_error_top5"] for r in rows]),
+            f"{np.mean([r['test_seconds_per_image'] for r in rows]):.2f}",
+        ]
+        lines.append(f"| {label} (n={len(rows)}) | " + " | ".join(cells) + " |")
+    if training:
+        lines += [
+            "",
+            "Classifier top-1 error on test windows (object + background windows, single view): "
+            + _mean_sd([t.get("window_test_error") for t in training]) + ".",
+            "Training windows per class (seed "
+            f"{training[0]['seed']}): " + ", ".join(f"{k} {v}" for k, v in training[0]["train_windows"].items())
+            + f"; field of view {training[0]['field_of_view']} px, stride {training[0]['stride']} px.",
+            "Chosen on val (score / merge threshold): "
+            + "; ".join(f"{r['config']} seed {r['seed']}: {r['score_threshold']:g} / {r['merge_threshold']:g}"
+                        for r in records) + ".",
+        ]
+    lines += ["", PAPER, ""]
+    return "\n".join(lines)
+
+
+def write_table(output: pathlib.Path) -> pathlib.Path:
+    text = build_table(output)
+    path = output / "README.md"
+    tmp = path.with_suffix(".md.tmp")
+    tmp.write_text(text)
+    os.replace(tmp, path)
+    return path
+
+
+def draw_figures(args, seed, folder, splits, output: pathlib.Path, count: int = 4) -> list:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from keras_apps.data._base import IMAGENET_MEAN, IMAGENET_STD
+    from keras_apps.data.augment import normalize
+    from keras_apps.overfeat import dense_predictions, dense_system, detect_predictions, overfeat_system
+
+    record = _read(output / f"seed{seed}" / f"{config_name('multi', True)}.json")
+    if record is None:
+        raise SystemExit(f"seed {seed} has no multi_offset result under {output}; run the experiment first.")
+    train, val, test = splits
+    classifier, regressor, _ = train_system(args, seed, folder, train, val, pathlib.Path(args.runs) / f"seed{seed}")
+    dense = dense_system(overfeat_system(classifier, regressor), offset_pooling=True)
+    images, records = test[1][:count], test[0][:count]
+    pred = dense_predictions(dense, images, args.test_scales,
+                             preprocess=lambda x: normalize(x, IMAGENET_MEAN, IMAGENET_STD))
+    found = detect_predictions(pred, score_threshold=record["score_threshold"],
+                               merge_threshold=record["merge_threshold"],
+                               background_class=len(folder.class_names))
+    colours = ("tab:red", "tab:blue", "tab:green", "tab:orange")
+    figures = output / "figures"
+    figures.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for image, rec, det in zip(images, records, found):
+        fig, ax = plt.subplots(figsize=(6.4, 4.8), dpi=80)
+        ax.imshow(image)
+        for box, c in zip(rec["boxes"], rec["classes"]):
+            ax.add_patch(plt.Rectangle(box[:2], box[2] - box[0], box[3] - box[1], fill=False,
+                                       ec=colours[c % 4], lw=1, ls="--"))
+        keep = det["scores"] >= np.sort(det["scores"])[-min(len(det["scores"]), 30)] if len(det["scores"]) else []
+        for box, c, s in zip(det["boxes"][keep], det["classes"][keep], det["scores"][keep]):
+            ax.add_patch(plt.Rectangle(box[:2], box[2] - box[0], box[3] - box[1], fill=False,
+                                       ec=colours[c % 4], lw=2))
+            ax.text(box[0], box[1], f"{folder.class_names[c]} {s:.1f}", color=colours[c % 4], fontsize=6)
+        ax.set_title(f"{pathlib.Path(rec['image_path']).stem}: predicted (solid) and true (dashed)", fontsize=8)
+        ax.axis("off")
+        path = figures / f"{pathlib.Path(rec['image_path']).stem}.png"
+        fig.savefig(path, bbox_inches="tight")
+        plt.close(fig)
+        paths.append(path)
+    return paths
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    output = pathlib.Path(args.output)
+    if args.table:
+        print(write_table(output))
+        return 0
+    from keras_apps.data.voc import BCCD_CLASSES, VOCFolder
+
+    root = args.data_dir or str(REPO.parent / "shared" / "data" / "detection" / "bccd" / "BCCD")
+    folder = VOCFolder(root, class_names=BCCD_CLASSES if args.data_dir is None else None)
+    splits = tuple(load_split(folder, split, args.limit) for split in ("train", "val", "test"))
+    if args.figures:
+        for path in draw_figures(args, args.seeds[0], folder, splits, output):
+            print(path)
+        return 0
+    for seed in args.seeds:
+        run_seed(args, seed, folder, splits, output)
+    print(write_table(output))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
