@@ -226,3 +226,56 @@ def test_bccd():
     boxes = targets["boxes"].flat_values.numpy()
     assert (boxes[:, 2] > boxes[:, 0]).all() and (boxes[:, 3] > boxes[:, 1]).all()
     assert boxes.min() >= 0 and boxes[:, 2].max() <= 640 and boxes[:, 3].max() <= 480
+
+
+# ------------------------------------------------------------------ tfds detection sets
+
+
+def _tfds_voc_examples(self, split, decoders=None, read_config=None, **kwargs):
+    """Three PNG images of 240x300 with normalised (ymin, xmin, ymax, xmax) boxes."""
+    import tensorflow as tf
+
+    examples = [
+        ([[0.1, 0.2, 0.5, 0.6], [0.25, 0.5, 0.75, 0.9]], [14, 2], [False, True]),
+        ([], [], []),
+        ([[0.0, 0.0, 1.0, 0.5]], [7], [False]),
+    ]
+
+    def png(i):
+        pixels = np.full((240, 300, 3), 40 * i, np.uint8)
+        return tf.io.encode_png(pixels).numpy()
+
+    return tf.data.Dataset.from_generator(
+        lambda: (
+            {"image": png(i), "objects": {"bbox": np.array(b, np.float32).reshape(-1, 4),
+                                          "label": np.array(c, np.int64),
+                                          "is_difficult": np.array(d, bool)}}
+            for i, (b, c, d) in enumerate(examples)
+        ),
+        output_signature={
+            "image": tf.TensorSpec((), tf.string),
+            "objects": {"bbox": tf.TensorSpec((None, 4), tf.float32), "label": tf.TensorSpec((None,), tf.int64),
+                        "is_difficult": tf.TensorSpec((None,), tf.bool)},
+        },
+    )
+
+
+def test_tfds_voc_records_in_pixels():
+    tfds = pytest.importorskip("tensorflow_datasets")
+    from keras_apps import data
+
+    with tfds.testing.mock_data(as_dataset_fn=_tfds_voc_examples):
+        folder = data.detection_folder("voc", download=True)
+        assert len(folder.class_names) == 20 and folder.class_names[14] == "person"
+        records = folder.records("test")
+    assert [r["width"] for r in records] == [300] * 3 and [r["height"] for r in records] == [240] * 3
+    # (ymin, xmin, ymax, xmax) normalised -> (x1, y1, x2, y2) pixels, by hand
+    np.testing.assert_allclose(records[0]["boxes"], [[60, 24, 180, 120], [150, 60, 270, 180]], atol=1e-3)
+    np.testing.assert_array_equal(records[0]["classes"], [14, 2])
+    np.testing.assert_array_equal(records[0]["difficult"], [False, True])
+    assert records[1]["boxes"].shape == (0, 4)
+    np.testing.assert_allclose(records[2]["boxes"], [[0, 0, 150, 240]], atol=1e-3)
+    image = folder.image(records[2])
+    assert image.shape == (240, 300, 3) and image.dtype == np.uint8 and np.all(image == 80)
+    with pytest.raises(ValueError, match="split"):
+        folder.records("nope")

@@ -34,6 +34,11 @@ TOY_SIZES = {
          "'--limit', '200', '--block-epochs', '1', '--coarse', '2',"),
         ("'--betas', 'inf,2,1', '--timing-images', '100',", "'--betas', 'inf,1', '--timing-images', '32',"),
     ],
+    "overfeat": [
+        ("epochs=3,\n", "epochs=1,\n"),
+        ("regressor_epochs=2, limit=30,", "regressor_epochs=1, limit=10,"),
+        ("records('test')[:4]", "records('test')[:2]"),
+    ],
     "quickstart": [
         ("epochs=4, batch_size=32,", "epochs=1, batch_size=32, limit=256,"),
         ("assert metrics['top1_error'] < 0.5, metrics",

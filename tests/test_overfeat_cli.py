@@ -115,3 +115,25 @@ def test_bad_input(files, tmp_path, capsys):
     assert cli.main(["overfeat", "detect", str(files["images"][0]), "--model", system,
                      "--score-threshold", "2"]) == 2
     assert "[0, 1], got '2'" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_fit_on_bccd_then_detect(tmp_path, capsys):
+    import pathlib as _pathlib
+
+    bccd = _pathlib.Path(__file__).resolve().parents[2] / "shared" / "data" / "detection" / "bccd" / "BCCD"
+    if not bccd.is_dir():
+        pytest.skip("BCCD is not in ../shared/data/detection/bccd (see ../shared/data/PROVENANCE.md)")
+    run = tmp_path / "run"
+    argv = ["overfeat", "fit", "--data", "bccd", "--limit", "4", "--epochs", "1", "--regressor-epochs", "1",
+            "--scales", "1,2", "--batch-size", "32", "--output", str(run)]
+    assert cli.main(argv) == 0
+    text = capsys.readouterr().out
+    assert "training windows: RBC" in text and "validation mAP" in text
+    meta = json.loads((run / "system.json").read_text())
+    assert meta["class_names"] == ["RBC", "WBC", "Platelets"] and meta["scales"] == [1.0, 2.0]
+    assert cli.main(argv) == 0  # finished phases are read back, not trained again
+    image = sorted((bccd / "JPEGImages").glob("*.jpg"))[0]
+    assert cli.main(["overfeat", "detect", str(image), "--model", str(run / "system.keras"),
+                     "--output", str(tmp_path / "det")]) == 0
+    assert (tmp_path / "det" / f"{image.stem}.png").is_file()

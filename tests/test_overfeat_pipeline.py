@@ -300,3 +300,22 @@ def test_save_and_load_system(system, tmp_path):
         overfeat.save_system(model, tmp_path / "x.h5", class_names=["RBC", "WBC", "Platelets"])
     assert json.loads(path.with_suffix(".json").read_text())["scales"] == [1.0, 2.0]
     assert not list(pathlib.Path(tmp_path).glob(".*"))  # no temporary files left
+
+
+@pytest.mark.slow
+def test_fit_runs_on_the_tfds_voc_too(tmp_path):
+    """The same pipeline on tfds PASCAL VOC (mocked: three 240x300 images): 20 classes +
+    background, a system saved with its settings, detections in the images' pixels."""
+    tfds = pytest.importorskip("tensorflow_datasets")
+    from tests.test_data_voc import _tfds_voc_examples
+
+    with tfds.testing.mock_data(as_dataset_fn=_tfds_voc_examples):
+        result = overfeat.fit(MODEL, "voc", download=True, scales=(1.0,), epochs=1, regressor_epochs=1,
+                              batch_size=8, output_dir=tmp_path / "voc")
+    assert result.system.output["scores"].shape[-1] == 21 and result.system.output["boxes"].shape[-1] == 80
+    assert result.class_names[14] == "person" and result.windows["train"]["person"] >= 1
+    loaded, meta = overfeat.load_system(tmp_path / "voc" / "system.keras")
+    assert meta["class_names"] == result.class_names and "score_threshold" in meta
+    found = overfeat.detect(loaded, [np.zeros((240, 300, 3), np.uint8)], score_threshold=0.0,
+                            preprocess=lambda x: x / 255.0)[0]
+    assert found["boxes"].shape[1] == 4 and np.all(found["classes"] < 20)

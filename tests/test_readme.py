@@ -123,3 +123,19 @@ def test_readme_growing_block_runs(tmp_path):
     for run in ("grow_source", "grow_target", "grow_lwf"):
         assert (tmp_path / "runs" / run / "metrics.json").is_file()
     assert "['predictions', 'task0', 'task1'] 2" in out.stdout
+
+
+@pytest.mark.slow
+def test_readme_overfeat_block_runs(tmp_path):
+    if not (REPO.parent / "shared" / "data" / "detection" / "bccd" / "BCCD").is_dir():
+        pytest.skip("BCCD is not in ../shared/data/detection/bccd (see ../shared/data/PROVENANCE.md)")
+    code = _shrunk(_python_block("OverFeat"), [
+        ("epochs=3,\n", "epochs=1,\n"), ("regressor_epochs=2, limit=40,", "regressor_epochs=1, limit=12,"),
+        ('records("test")[:8]', 'records("test")[:2]'),
+    ])
+    out = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True,
+                         timeout=900, env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2",
+                                           "KERAS_APPS_DATA": str(REPO.parent / "shared" / "data")})
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert (tmp_path / "runs" / "overfeat" / "system.keras").is_file()
+    assert "['RBC', 'WBC', 'Platelets']" in out.stdout

@@ -94,6 +94,22 @@ def test_fit_takes_a_dataset_pair_a_builder_and_any_optimizer_and_loss(tmp_path)
     assert result.metrics["validation"]["examples"] == 16
 
 
+def test_a_pair_with_regression_targets_reports_the_compiled_loss(tmp_path):
+    """Targets that are not class ids (here box edges, a squared-error objective): the final
+    validation metrics are the compiled loss, equal to the mean squared error by hand."""
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(48, 4)).astype("float32")
+    y = (x @ rng.normal(size=(4, 2))).astype("float32")
+    inputs = keras.Input((4,))
+    model = keras.Model(inputs, keras.layers.Dense(2, name="boxes")(inputs))
+    pair = (tf.data.Dataset.from_tensor_slices((x, y)).batch(16), tf.data.Dataset.from_tensor_slices((x, y)).batch(16))
+    result = training.fit(model, pair, epochs=1, learning_rate=0.01, loss="mse", metrics=[],
+                          output_dir=tmp_path / "run", verbose=0)
+    by_hand = float(np.mean((result.model.predict(x, verbose=0) - y) ** 2))
+    assert result.metrics["validation"]["loss"] == pytest.approx(by_hand, rel=1e-4)
+    assert "top1_error" not in result.metrics["validation"]
+
+
 def test_from_logits_follows_the_classifier_activation():
     logits_model = _tiny_classifier(activation=None)
     probs_model = _tiny_classifier(activation="softmax")

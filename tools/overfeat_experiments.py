@@ -1,11 +1,14 @@
-"""OverFeat localization and detection on BCCD (or any VOC folder), measured.
+"""OverFeat localization and detection on BCCD (or any VOC set), measured.
 
     python tools/overfeat_experiments.py --seeds 0,1,2            # the committed run
     python tools/overfeat_experiments.py --table                  # rebuild README.md from the JSONs
+    python tools/overfeat_experiments.py --data voc --model overfeat_accurate --output results/overfeat/voc  # GPU
 
 Protocol. BCCD's ``ImageSets/Main`` lists: the classifier, the regressor and the merge
 settings are fitted on ``train`` (205 images), chosen on ``val`` (87; a carve of ``trainval``)
 and the ``test`` list (72) is evaluated once per trained system and configuration. Per seed:
+
+Steps 1-3 are :func:`keras_apps.overfeat.fit` (one resumable run folder per seed).
 
 1. **Windows** (:func:`keras_apps.overfeat.windows.sample_windows`): object windows at the
    training scales where each box's longer side is 30-100% of the field of view F (221 for
@@ -15,8 +18,9 @@ and the ``test`` list (72) is evaluated once per trained system and configuratio
    valid size is more than half inside. Cropped once at F x F.
 2. **Classifier**: the registered network (``--model``, default the narrow
    ``overfeat_accurate_small``) with classes + background, trained from scratch with
-   ``keras_apps.training.fit`` (SGD, cosine schedule; random horizontal flips), validation
-   windows from ``val``.
+   ``keras_apps.training.fit`` (SGD momentum 0.9, cosine schedule, weight decay 5e-4; random
+   horizontal flips; the paper's momentum 0.6 and step schedule need its 90 epochs),
+   validation windows from ``val``; inputs preprocessed with ImageNet mean / std.
 3. **Regressor** (:func:`keras_apps.overfeat.regression_head`): FC 512-128-4x3 on the frozen
    pool6 features, L2 loss (:class:`BoxRegressionLoss`) on the object windows, flips.
 4. **Evaluation** of the joint dense network (:func:`keras_apps.overfeat.dense_system`) on
@@ -29,7 +33,8 @@ and the ``test`` list (72) is evaluated once per trained system and configuratio
    top-5 (with 3 classes top-5 mostly tests the boxes). Plus the classifier's top-1 error
    on test windows.
 
-Every finished step writes one JSON under ``--output`` (``<seed>/<config>.json``); a rerun
+``--data voc`` (tfds PASCAL VOC 2007: train / validation / test) or a VOC folder path runs the
+same protocol on another set. Every finished step writes one JSON under ``--output`` (``<seed>/<config>.json``); a rerun
 skips what exists and resumes interrupted training from its last finished epoch (the run
 folders live under ``--runs``). ``--table`` rebuilds ``README.md`` from the JSONs only;
 ``--figures`` draws example test images with predicted and true boxes.
@@ -57,6 +62,8 @@ CONFIGS = (
     ("multi", False),
     ("multi", True),
 )
+#: Input preprocessing of the windows and images: ImageNet mean / std ("torch").
+PREPROCESSING = "torch"
 PAPER = (
     "Paper (ILSVRC 2013, full-size accurate model, ImageNet): classification 13.6% top-5 error "
     "(6 scales) vs 16.97% (single scale); localization error 29.9%; detection mAP 19.4% "
@@ -87,7 +94,10 @@ def _seeds(text: str) -> tuple:
 
 def parse_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("--data-dir", default=None, help="VOC folder (default: ../shared/data/detection/bccd/BCCD)")
+    p.add_argument("--data", default="bccd",
+                   help="bccd (default), a VOC folder path, or the tfds PASCAL VOC: voc, voc/2012")
+    p.add_argument("--data-dir", default=None, help="where the data is (a data root, or the tfds data dir)")
+    p.add_argument("--download", action="store_true", help="let tfds download and prepare the set")
     p.add_argument("--model", default="overfeat_accurate_small")
     p.add_argument("--seeds", type=_seeds, default=(0, 1, 2))
     p.add_argument("--epochs", type=int, default=10)
@@ -153,135 +163,31 @@ def main_object(record) -> dict:
     return {"boxes": boxes[keep], "classes": classes[keep].astype(np.int32)}
 
 
-def ground_truth(record) -> dict:
-    out = {
-        "boxes": np.asarray(record["boxes"], np.float32).reshape(-1, 4),
-        "classes": np.asarray(record["classes"], np.int32).reshape(-1),
-    }
-    if record.get("difficult") is not None:
-        out["difficult"] = np.asarray(record["difficult"], bool).reshape(-1)
-    return out
-
-
 # ----------------------------------------------------------------------------- training
 
 
-def _window_data(folder_images, records, *, args, geometry, num_classes, seed):
-    from keras_apps.overfeat.windows import crop_windows, sample_windows
-
-    fov, stride = geometry
-    windows = sample_windows(
-        records, num_classes=num_classes, field_of_view=fov, stride=stride,
-        scales=args.train_scales, size_range=(0.3, 1.0), max_per_class=args.max_per_class,
-        background_per_image=args.background_per_image, seed=seed,
-    )
-    crops = crop_windows(folder_images, windows, fov)
-    return windows, crops
-
-
-def _dataset(crops, labels, *, batch_size, shuffle, seed, mean, std, flip_targets=False):
-    import tensorflow as tf
-
-    from keras_apps.overfeat.regression import flip_targets as flip_fn
-
-    ds = tf.data.Dataset.from_tensor_slices((crops, labels))
-    if shuffle:
-        ds = ds.shuffle(len(crops), seed=seed, reshuffle_each_iteration=True)
-    mean = tf.constant(mean, tf.float32)
-    std = tf.constant(std, tf.float32)
-
-    def prepare(image, label):
-        image = (tf.cast(image, tf.float32) - mean) / std
-        if shuffle:
-            flip = tf.random.uniform(()) < 0.5
-            image = tf.cond(flip, lambda: image[:, ::-1], lambda: image)
-            if flip_targets:
-                label = tf.cond(
-                    flip, lambda: tf.concat([label[:1], flip_fn(label[1:])], 0), lambda: label
-                )
-        return image, label
-
-    return ds.map(prepare, num_parallel_calls=2).batch(batch_size).prefetch(2)
-
-
-def _fit_once(model, data, output_dir: pathlib.Path, **kwargs):
-    """``training.fit`` into ``output_dir``, or the finished run there read back (model,
-    metrics): an interrupted run resumes, a finished one is not trained twice."""
-    from keras_apps import training
-
-    if (output_dir / "metrics.json").exists() and (output_dir / "model.keras").exists():
-        return training.load_model(output_dir / "model.keras"), json.loads((output_dir / "metrics.json").read_text())
-    result = training.fit(model, data, output_dir=output_dir, **kwargs)
-    return result.model, result.metrics
-
-
 def train_system(args, seed, folder, train, val, run_dir: pathlib.Path):
-    import keras
+    """:func:`keras_apps.overfeat.pipeline.fit` of one seed (resumable; a finished phase is
+    read back): ``(system, classifier, training record)``."""
+    from keras_apps.overfeat import pipeline
 
-    import keras_apps
-    from keras_apps.data._base import IMAGENET_MEAN, IMAGENET_STD
-    from keras_apps.overfeat import dense_geometry, regression_head, to_dense
-    from keras_apps.overfeat.regression import BoxRegressionLoss, regression_targets
-
-    num_classes = len(folder.class_names)
-    keras.utils.set_random_seed(seed)
-    classifier = keras_apps.build(args.model, classes=num_classes + 1)
-    fov, stride, _ = dense_geometry(to_dense(classifier))
-    geometry = (int(fov[0]), int(stride[0]))  # square windows: (y, x) pairs are equal
-    train_windows, train_crops = _window_data(train[1], train[0], args=args, geometry=geometry,
-                                              num_classes=num_classes, seed=seed)
-    val_windows, val_crops = _window_data(val[1], val[0], args=args, geometry=geometry,
-                                          num_classes=num_classes, seed=10_000 + seed)
-    data = (
-        _dataset(train_crops, train_windows["label"], batch_size=args.batch_size, shuffle=True,
-                 seed=seed, mean=IMAGENET_MEAN, std=IMAGENET_STD),
-        _dataset(val_crops, val_windows["label"], batch_size=args.batch_size, shuffle=False,
-                 seed=seed, mean=IMAGENET_MEAN, std=IMAGENET_STD),
+    result = pipeline.fit(
+        args.model, folder, output_dir=run_dir, scales=args.train_scales, epochs=args.epochs,
+        regressor_epochs=args.regressor_epochs, batch_size=args.batch_size,
+        learning_rate=args.learning_rate, max_per_class=args.max_per_class,
+        background_per_image=args.background_per_image, limit=args.limit or None,
+        preprocessing=PREPROCESSING, tune=False, seed=seed,
+        images={"train": train[1], "val": val[1], "validation": val[1]},
     )
-    started = time.time()
-    classifier, classifier_metrics = _fit_once(
-        classifier, data, run_dir / "classifier", epochs=args.epochs, learning_rate=args.learning_rate,
-        lr_schedule="cosine", weight_decay=5e-4, seed=seed, verbose=0,
-    )
-    classifier_seconds = time.time() - started
-
-    objects = train_windows["label"] < num_classes
-    val_objects = val_windows["label"] < num_classes
-    targets = regression_targets(train_windows["label"][objects], train_windows["box"][objects],
-                                 train_windows["window"][objects])
-    val_targets = regression_targets(val_windows["label"][val_objects], val_windows["box"][val_objects],
-                                     val_windows["window"][val_objects])
-    regressor = regression_head(classifier, num_classes)
-    reg_data = (
-        _dataset(train_crops[objects], targets, batch_size=args.batch_size, shuffle=True, seed=seed,
-                 mean=IMAGENET_MEAN, std=IMAGENET_STD, flip_targets=True),
-        _dataset(val_crops[val_objects], val_targets, batch_size=args.batch_size, shuffle=False,
-                 seed=seed, mean=IMAGENET_MEAN, std=IMAGENET_STD),
-    )
-    started = time.time()
-    trained_regressor, regressor_metrics = _fit_once(
-        regressor, reg_data, run_dir / "regressor", epochs=args.regressor_epochs,
-        learning_rate=args.learning_rate, lr_schedule="cosine", weight_decay=1e-5,
-        loss=BoxRegressionLoss(), metrics=[], seed=seed, verbose=0,
-    )
-    regressor_seconds = time.time() - started
-    # A resumed (finished) run returns the model read back from disk, which no longer shares the
-    # classifier's feature layers: copy the head's weights into the shared-graph regressor.
-    for name in ("reg_fc1", "reg_fc2", "boxes"):
-        regressor.get_layer(name).set_weights(trained_regressor.get_layer(name).get_weights())
-    counts = {
-        name: int(np.sum(train_windows["label"] == c))
-        for c, name in enumerate([*folder.class_names, "background"])
-    }
-    validation = classifier_metrics.get("validation") or {}
-    window_error = validation.get("top1_error")
+    validation = result.metrics["classifier"].get("validation") or {}
     info = {
-        "field_of_view": geometry[0], "stride": geometry[1], "train_windows": counts,
-        "val_windows": int(len(val_windows)), "classifier_seconds": classifier_seconds,
-        "regressor_seconds": regressor_seconds, "classifier_metrics": _jsonable(classifier_metrics),
-        "regressor_metrics": _jsonable(regressor_metrics), "window_val_error": window_error,
+        "field_of_view": result.settings["field_of_view"], "stride": result.settings["stride"],
+        "train_windows": result.windows["train"], "val_windows": result.windows["validation"],
+        "window_val_error": validation.get("top1_error"),
+        "classifier_metrics": _jsonable(result.metrics["classifier"]),
+        "regressor_metrics": _jsonable(result.metrics["regressor"]),
     }
-    return classifier, regressor, info
+    return result.system, result.classifier, info
 
 
 def _jsonable(value):
@@ -296,36 +202,30 @@ def _jsonable(value):
     return value
 
 
+def _preprocess(x):
+    from keras_apps.data.preprocessing import preprocess_images
+
+    return preprocess_images(np.asarray(x, np.float32), PREPROCESSING)
+
+
 # --------------------------------------------------------------------------- evaluation
 
 
 def evaluate_config(args, system, folder, val, test, scales_name: str, offset: bool) -> dict:
-    from keras_apps.data._base import IMAGENET_MEAN, IMAGENET_STD
-    from keras_apps.data.augment import normalize
     from keras_apps.overfeat import dense_predictions, dense_system, detect_predictions, localize_predictions
     from keras_apps.overfeat.metrics import detection_ap, localization_error
+    from keras_apps.overfeat.pipeline import choose_thresholds, ground_truth
 
     num_classes = len(folder.class_names)
     scales = (args.single_scale,) if scales_name == "single" else args.test_scales
     dense = dense_system(system, offset_pooling=offset)
-
-    def preprocess(x):
-        return normalize(x, IMAGENET_MEAN, IMAGENET_STD)
-
     started = time.time()
-    val_pred = dense_predictions(dense, val[1], scales, preprocess=preprocess)
-    val_gt = [ground_truth(r) for r in val[0]]
-    best = None
-    for score_threshold in args.score_thresholds:
-        for merge_threshold in args.merge_thresholds:
-            found = detect_predictions(val_pred, score_threshold=score_threshold,
-                                       merge_threshold=merge_threshold, background_class=num_classes)
-            m_ap = detection_ap(found, val_gt, num_classes)["mAP"]
-            if best is None or m_ap > best[0]:
-                best = (m_ap, score_threshold, merge_threshold)
-    val_map, score_threshold, merge_threshold = best
+    val_map, score_threshold, merge_threshold = choose_thresholds(
+        dense, val[1], val[0], num_classes, scales=scales, score_thresholds=args.score_thresholds,
+        merge_thresholds=args.merge_thresholds, preprocess=_preprocess,
+    )
     test_started = time.time()
-    test_pred = dense_predictions(dense, test[1], scales, preprocess=preprocess)
+    test_pred = dense_predictions(dense, test[1], scales, preprocess=_preprocess)
     found = detect_predictions(test_pred, score_threshold=score_threshold,
                                merge_threshold=merge_threshold, background_class=num_classes)
     ap = detection_ap(found, [ground_truth(r) for r in test[0]], num_classes)
@@ -333,7 +233,7 @@ def evaluate_config(args, system, folder, val, test, scales_name: str, offset: b
                                    background_class=num_classes)
     main = [main_object(r) for r in test[0]]
     return {
-        "scales": list(scales), "offset_pooling": offset,
+        "scales": list(scales), "offset_pooling": offset, "test_images": len(test[1]), "val_images": len(val[1]),
         "val_mAP": float(val_map), "score_threshold": score_threshold, "merge_threshold": merge_threshold,
         "test_mAP": float(ap["mAP"]),
         "test_ap": {name: _jsonable(float(v)) for name, v in zip(folder.class_names, ap["ap"])},
@@ -346,32 +246,33 @@ def evaluate_config(args, system, folder, val, test, scales_name: str, offset: b
 
 
 def window_test_error(args, classifier, folder, test, seed) -> float:
-    from keras_apps.data._base import IMAGENET_MEAN, IMAGENET_STD
+    """Top-1 error of the classifier on windows of the test images (sampled as the training
+    windows, seed ``20000 + seed``), single view."""
     from keras_apps.overfeat import dense_geometry, to_dense
+    from keras_apps.overfeat.windows import crop_windows, sample_windows
 
-    fov, stride, _ = dense_geometry(to_dense(classifier))
-    windows, crops = _window_data(test[1], test[0], args=args, geometry=(int(fov[0]), int(stride[0])),
-                                  num_classes=len(folder.class_names), seed=20_000 + seed)
-    x = (crops.astype(np.float32) - np.float32(IMAGENET_MEAN)) / np.float32(IMAGENET_STD)
-    scores = classifier.predict(x, batch_size=args.batch_size, verbose=0)
+    geometry = dense_geometry(to_dense(classifier))
+    fov, stride = int(geometry.field_of_view[0]), int(geometry.stride[0])
+    windows = sample_windows(test[0], num_classes=len(folder.class_names), field_of_view=fov, stride=stride,
+                             scales=args.train_scales, size_range=(0.3, 1.0), max_per_class=args.max_per_class,
+                             background_per_image=args.background_per_image, seed=20_000 + seed)
+    crops = crop_windows(test[1], windows, fov)
+    scores = classifier.predict(_preprocess(crops), batch_size=args.batch_size, verbose=0)
     return float(np.mean(np.argmax(scores, -1) != windows["label"]))
 
 
 def run_seed(args, seed, folder, splits, output: pathlib.Path) -> None:
-    from keras_apps.overfeat import overfeat_system
-
     seed_dir = output / f"seed{seed}"
     wanted = [seed_dir / f"{config_name(s, o)}.json" for s, o in CONFIGS]
     if all(p.exists() for p in wanted) and (seed_dir / "training.json").exists():
         print(f"seed {seed}: done", flush=True)
         return
     train, val, test = splits
-    classifier, regressor, info = train_system(args, seed, folder, train, val,
-                                               pathlib.Path(args.runs) / f"seed{seed}")
+    system, classifier, info = train_system(args, seed, folder, train, val,
+                                            pathlib.Path(args.runs) / f"seed{seed}")
     if not (seed_dir / "training.json").exists():
         info["window_test_error"] = window_test_error(args, classifier, folder, test, seed)
         _atomic_json(seed_dir / "training.json", {"seed": seed, "settings": _settings(args), **info})
-    system = overfeat_system(classifier, regressor)
     for (scales_name, offset), path in zip(CONFIGS, wanted):
         if path.exists():
             continue
@@ -404,8 +305,9 @@ def build_table(output: pathlib.Path) -> str:
         "# OverFeat on BCCD (measured)",
         "",
         f"Rebuilt by `python tools/overfeat_experiments.py --table` from {len(records)} JSONs "
-        f"(seeds {', '.join(map(str, seeds))}); mean ± sd over seeds, percent. Test split (72 images) "
-        "evaluated once per trained system and configuration; thresholds chosen on val.",
+        f"(seeds {', '.join(map(str, seeds))}); mean ± sd over seeds, percent. The test list "
+        f"({records[0].get('test_images', 72)} images) is evaluated once per trained system and configuration; "
+        f"the thresholds are chosen on the val list ({records[0].get('val_images', 87)} images).",
         "",
         "| configuration | mAP | " + " | ".join(f"AP {c}" for c in class_names)
         + " | loc. error top-1 | loc. error top-5 | s / image |",
@@ -457,19 +359,16 @@ def draw_figures(args, seed, folder, splits, output: pathlib.Path, count: int = 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from keras_apps.data._base import IMAGENET_MEAN, IMAGENET_STD
-    from keras_apps.data.augment import normalize
-    from keras_apps.overfeat import dense_predictions, dense_system, detect_predictions, overfeat_system
+    from keras_apps.overfeat import dense_predictions, dense_system, detect_predictions
 
     record = _read(output / f"seed{seed}" / f"{config_name('multi', True)}.json")
     if record is None:
         raise SystemExit(f"seed {seed} has no multi_offset result under {output}; run the experiment first.")
     train, val, test = splits
-    classifier, regressor, _ = train_system(args, seed, folder, train, val, pathlib.Path(args.runs) / f"seed{seed}")
-    dense = dense_system(overfeat_system(classifier, regressor), offset_pooling=True)
+    system, _, _ = train_system(args, seed, folder, train, val, pathlib.Path(args.runs) / f"seed{seed}")
+    dense = dense_system(system, offset_pooling=True)
     images, records = test[1][:count], test[0][:count]
-    pred = dense_predictions(dense, images, args.test_scales,
-                             preprocess=lambda x: normalize(x, IMAGENET_MEAN, IMAGENET_STD))
+    pred = dense_predictions(dense, images, args.test_scales, preprocess=_preprocess)
     found = detect_predictions(pred, score_threshold=record["score_threshold"],
                                merge_threshold=record["merge_threshold"],
                                background_class=len(folder.class_names))
@@ -503,11 +402,13 @@ def main(argv=None) -> int:
     if args.table:
         print(write_table(output))
         return 0
-    from keras_apps.data.voc import BCCD_CLASSES, VOCFolder
+    from keras_apps.data import detection_folder
 
-    root = args.data_dir or str(REPO.parent / "shared" / "data" / "detection" / "bccd" / "BCCD")
-    folder = VOCFolder(root, class_names=BCCD_CLASSES if args.data_dir is None else None)
-    splits = tuple(load_split(folder, split, args.limit) for split in ("train", "val", "test"))
+    folder = detection_folder(args.data, data_dir=args.data_dir, download=args.download)
+    validation = next((s for s in ("val", "validation") if s in folder.splits), None)
+    if validation is None or "train" not in folder.splits or "test" not in folder.splits:
+        raise SystemExit(f"{folder.root} needs train, val (or validation) and test splits; it has {folder.splits}.")
+    splits = tuple(load_split(folder, split, args.limit) for split in ("train", validation, "test"))
     if args.figures:
         for path in draw_figures(args, args.seeds[0], folder, splits, output):
             print(path)

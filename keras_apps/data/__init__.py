@@ -84,7 +84,7 @@ from keras_apps.data._base import DatasetInfo, DatasetNotFoundError, cache_dir, 
 from keras_apps.data.augment import normalize
 from keras_apps.data.channels import CHANNEL_CHOICES, convert_channels
 from keras_apps.data.idx import read_idx
-from keras_apps.data.pipeline import dataset_info, list_datasets, load
+from keras_apps.data.pipeline import dataset_info, detection_folder, list_datasets, load
 from keras_apps.data.preprocessing import PREPROCESSING_MODES, denormalize, preprocess_images
 from keras_apps.data.voc import VOCFolder, VOCParseError, read_annotation
 
@@ -99,6 +99,7 @@ __all__ = [
     "dataset_info",
     "denormalize",
     "list_datasets",
+    "detection_folder",
     "load",
     "normalize",
     "preprocess_images",

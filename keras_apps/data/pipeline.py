@@ -29,7 +29,7 @@ from keras_apps.data.augment import make_preprocess
 from keras_apps.data.channels import check_channels, converted_statistics
 from keras_apps.data.preprocessing import check_mode
 
-__all__ = ["list_datasets", "dataset_info", "load"]
+__all__ = ["list_datasets", "dataset_info", "detection_folder", "load"]
 
 # name -> (source factory(data_dir=, label=, download=), allowed label choices)
 _SOURCES = {
@@ -97,6 +97,28 @@ def _detection_folder(name, *, data_dir, label):
             "load(DIR), DIR holding Annotations/, JPEGImages/ and ImageSets/Main/<split>.txt."
         )
     return voc.VOCFolder(data_dir), name
+
+
+def detection_folder(name, *, data_dir=None, download: bool = False):
+    """The records and images of a detection set, for numpy-level work (training windows,
+    metrics): a :class:`keras_apps.data.voc.VOCFolder` for ``"bccd"`` (found in the data
+    roots, its classes in BCCD's order), ``"voc_folder"`` with ``data_dir`` or a VOC folder
+    path; a :class:`keras_apps.data.tfds_detection.TFDSDetection` (same interface) for the
+    tfds PASCAL VOC, ``"voc"`` / ``"voc/2012"``, or ``"tfds:<name>"`` of any tfds set with
+    ``objects/bbox`` (``data_dir``: the tfds data dir; ``download`` lets tfds prepare it)."""
+    if isinstance(name, str) and (name == "voc" or name.startswith("voc/") or name.startswith("tfds:")):
+        from keras_apps.data.tfds_detection import TFDSDetection
+
+        return TFDSDetection(name[len("tfds:"):] if name.startswith("tfds:") else name,
+                             data_dir=data_dir, download=download)
+    found = _detection_folder(name, data_dir=data_dir, label=None)
+    if found is None:
+        raise ValueError(
+            f"{name!r} is not a detection set; detection sets: "
+            f"{', '.join(sorted(_DETECTION_SOURCES))}, a folder with Annotations/ and JPEGImages/, "
+            "or the tfds 'voc' / 'voc/2012' / 'tfds:<name>'."
+        )
+    return found[0]
 
 
 def _reject_for_boxes(name, **arguments):

@@ -16,6 +16,8 @@ classification, localization and detection.
   (:class:`keras_apps.layers.OffsetMaxPooling2D`), :func:`dense_geometry`, :func:`window_boxes`,
   :func:`output_size`, :data:`SCALES`; multi-scale + flip classification and the 10-view
   baseline (:func:`multi_scale_scores`, :func:`ten_view_scores`);
+* training: :func:`fit` (classifier with background, then the box regressor, on a VOC set such
+  as ``"bccd"``; resumable; thresholds chosen on validation images; saves ``system.keras``);
 * localization and detection: :func:`regression_head` + :class:`BoxRegressionLoss`, training
   windows (:func:`sample_windows`, :func:`crop_windows`), :func:`overfeat_system`,
   :func:`localize`, :func:`detect`, :func:`greedy_merge`, :func:`save_system` / :func:`load_system`;
@@ -54,13 +56,16 @@ from keras_apps.overfeat.metrics import (
     localization_error,
     top_k_error,
 )
+from keras_apps.overfeat.pipeline import OverFeatResult, choose_thresholds, fit
 from keras_apps.overfeat.regression import BoxRegressionLoss, regression_head
 from keras_apps.overfeat.windows import crop_windows, sample_windows
 
 __all__ = [
     "BoxRegressionLoss",
+    "OverFeatResult",
     "SCALES",
     "average_precision",
+    "choose_thresholds",
     "crop_windows",
     "dense_geometry",
     "dense_predictions",
@@ -69,6 +74,7 @@ __all__ = [
     "detect_predictions",
     "detection_ap",
     "feature_layer",
+    "fit",
     "greedy_merge",
     "iou",
     "load_system",

@@ -1,11 +1,19 @@
-"""OverFeat (Sermanet et al., ICLR 2014): classify, localize and detect objects in images.
+"""OverFeat (Sermanet et al., ICLR 2014): train a detector; classify, localize and detect objects in images.
 
+    keras-apps overfeat fit --data bccd --epochs 10 --output runs/overfeat
     keras-apps overfeat classify photo.jpg --model runs/overfeat/classifier.keras --scales 1,1.2
     keras-apps overfeat localize blood.jpg --model runs/overfeat/system.keras --top-k 5
     keras-apps overfeat detect ../shared/data/detection/bccd/BCCD/JPEGImages/BloodImage_0000*.jpg \\
         --model runs/overfeat/system.keras --output detections
 
-``--model`` is a ``.keras`` file (``classify``: any classifier, or a registry name; ``localize``
+``fit`` is :func:`keras_apps.overfeat.fit`: the classifier (``--model``, a registered OverFeat
+network, with the set's classes + background) on windows of the training split at each
+``--scales``, then the box regressor on its frozen features, the detection thresholds chosen on
+the validation split; it writes ``system.keras`` and ``system.json`` under ``--output`` (the
+phases are resumable runs there: re-running the same command resumes an interrupted one and
+keeps finished ones).
+
+For the other actions, ``--model`` is a ``.keras`` file (``classify``: any classifier, or a registry name; ``localize``
 and ``detect``: a system of :func:`keras_apps.overfeat.overfeat_system` -- classifier and box
 regressor -- as :func:`keras_apps.overfeat.save_system` writes it, with its settings in the
 ``.json`` beside it: class names, background, preprocessing, scales, offset pooling and the
@@ -29,7 +37,7 @@ from keras_apps_cli import _global_options, _positive_int
 
 __all__ = ["register", "run"]
 
-ACTIONS = ("classify", "localize", "detect")
+ACTIONS = ("fit", "classify", "localize", "detect")
 
 
 def _scales(text: str) -> tuple:
@@ -69,12 +77,28 @@ def register(parser: argparse.ArgumentParser) -> None:
     actions = parser.add_subparsers(dest="action", required=True, metavar="ACTION",
                                     parser_class=type(parser))
     options = _global_options(suppress=True)
+    p = actions.add_parser("fit", parents=[options], help="train the classifier and the box regressor on a VOC set",
+                           description="Runs keras_apps.overfeat.fit (see keras-apps overfeat --help).")
+    p.set_defaults(interrupted="interrupted; re-run the same command to resume (finished phases are kept)")
+    p.add_argument("--model", default="overfeat_accurate_small", help="registered OverFeat network")
+    p.add_argument("--data", default="bccd", help="bccd, or a PASCAL VOC folder (default bccd)")
+    p.add_argument("--data-dir", default=None, help="where the dataset is")
+    p.add_argument("--scales", type=_scales, default=(0.7, 1.0, 1.4, 2.0),
+                   help="comma-separated image scales of the windows (default 0.7,1,1.4,2)")
+    p.add_argument("--epochs", type=_positive_int, default=10, help="classifier epochs (default 10)")
+    p.add_argument("--regressor-epochs", type=_positive_int, default=4, help="regressor epochs (default 4)")
+    p.add_argument("--batch-size", type=_positive_int, default=64)
+    p.add_argument("--learning-rate", type=_positive_float, default=0.02)
+    p.add_argument("--limit", type=_positive_int, default=None, help="use only the first N images per split")
+    p.add_argument("--no-tune", action="store_true", help="keep the default thresholds (no validation pass)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--output", default="runs/overfeat", help="run folder (default runs/overfeat)")
     helps = {
         "classify": "multi-scale + flip classification (spatial max per class, averaged)",
         "localize": "the top-k merged (class, box) guesses per image",
         "detect": "every merged box of the windows above the score threshold",
     }
-    for action in ACTIONS:
+    for action in ACTIONS[1:]:
         p = actions.add_parser(action, parents=[options], help=helps[action], description=helps[action])
         p.set_defaults(interrupted="interrupted")
         p.add_argument("images", nargs="+", metavar="IMAGE", help="image files (JPEG, PNG, BMP, GIF)")
@@ -212,6 +236,8 @@ def run(args) -> int:
     from keras_apps.data.preprocessing import check_mode, preprocess_images
     from keras_apps.overfeat import classify, inference
 
+    if args.action == "fit":
+        return fit(args)
     paths = [pathlib.Path(p) for p in args.images]
     output, pictures = _targets(args, paths)
     images = [_read_image(p) for p in paths]
@@ -268,4 +294,25 @@ def run(args) -> int:
                   + "".join(f"\n  {b['class']} {b['score']:.3f} {[round(v, 1) for v in b['box']]}"
                             for b in record["boxes"][: args.top_k]))
     print(f"wrote {len(pictures)} pictures and {output / 'predictions.json'}")
+    return 0
+
+
+def fit(args) -> int:
+    """``keras-apps overfeat fit``."""
+    from keras_apps.overfeat import pipeline
+
+    result = pipeline.fit(
+        args.model, args.data, data_dir=args.data_dir, output_dir=args.output, scales=args.scales,
+        epochs=args.epochs, regressor_epochs=args.regressor_epochs, batch_size=args.batch_size,
+        learning_rate=args.learning_rate, limit=args.limit, tune=not args.no_tune, seed=args.seed,
+    )
+    windows = ", ".join(f"{k} {v}" for k, v in result.windows["train"].items())
+    validation = result.metrics["classifier"].get("validation") or {}
+    print(f"training windows: {windows}")
+    if "top1_error" in validation:
+        print(f"classifier top-1 error on validation windows: {validation['top1_error']:.4f}")
+    if "validation_mAP" in result.settings:
+        print(f"validation mAP {result.settings['validation_mAP']:.4f} at score threshold "
+              f"{result.settings['score_threshold']:g}, merge threshold {result.settings['merge_threshold']:g}")
+    print(f"wrote {result.output_dir / 'system.keras'} and {result.output_dir / 'system.json'}")
     return 0
