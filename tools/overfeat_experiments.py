@@ -85,6 +85,16 @@ def _floats(text: str) -> tuple:
     return values
 
 
+def _probs(text: str) -> tuple:
+    try:
+        values = tuple(float(v) for v in text.split(",") if v.strip())
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated numbers in [0, 1), got {text!r}") from None
+    if not values or any(not 0 <= v < 1 for v in values):
+        raise argparse.ArgumentTypeError(f"expected numbers in [0, 1), got {text!r}")
+    return values
+
+
 def _seeds(text: str) -> tuple:
     try:
         return tuple(int(v) for v in text.split(",") if v.strip())
@@ -111,6 +121,8 @@ def parse_args(argv=None):
     p.add_argument("--background-per-image", type=int, default=2)
     p.add_argument("--score-thresholds", type=_floats, default=(0.3, 0.5, 0.7))
     p.add_argument("--merge-thresholds", type=_floats, default=(0.25, 0.5, 1.0))
+    p.add_argument("--localization-min-scores", type=_probs, default=(0.0, 0.5, 0.9),
+                   help="window probabilities below which localization drops a box, chosen on val")
     p.add_argument("--limit", type=int, default=0, help="images per split (0: all; toy runs)")
     p.add_argument("--output", default=str(REPO / "results" / "overfeat" / "bccd"))
     p.add_argument("--runs", default=str(REPO / "runs" / "overfeat_experiments"))
@@ -136,7 +148,7 @@ def _read(path: pathlib.Path):
 def _settings(args) -> dict:
     keys = ("model", "epochs", "regressor_epochs", "batch_size", "learning_rate", "train_scales",
             "test_scales", "single_scale", "max_per_class", "background_per_image",
-            "score_thresholds", "merge_thresholds", "limit")
+            "score_thresholds", "merge_thresholds", "localization_min_scores", "limit")
     return {k: (list(v) if isinstance(v, tuple) else v) for k, v in vars(args).items() if k in keys}
 
 
@@ -211,37 +223,60 @@ def _preprocess(x):
 # --------------------------------------------------------------------------- evaluation
 
 
-def evaluate_config(args, system, folder, val, test, scales_name: str, offset: bool) -> dict:
-    from keras_apps.overfeat import dense_predictions, dense_system, detect_predictions, localize_predictions
+def _at_scale(predictions, scale: float):
+    """The per-scale entries of :func:`dense_predictions` at one scale factor."""
+    return [[p for p in per_image if p["requested"] == scale] for per_image in predictions]
+
+
+def _seconds_per_image(dense, images, scales) -> float:
+    """Wall seconds of the dense network over ``images`` at ``scales`` (after a warm-up)."""
+    from keras_apps.overfeat import dense_predictions
+
+    dense_predictions(dense, images[:1], scales, preprocess=_preprocess)
+    started = time.time()
+    dense_predictions(dense, images, scales, preprocess=_preprocess)
+    return (time.time() - started) / len(images)
+
+
+def evaluate_config(args, predictions, folder, val, test, scales) -> dict:
+    """Thresholds chosen on val -- detection (score, merge) by mAP, localization (merge,
+    minimum window score) by top-5 localization error -- then the test split once."""
+    from keras_apps.overfeat import detect_predictions, localize_predictions
     from keras_apps.overfeat.metrics import detection_ap, localization_error
     from keras_apps.overfeat.pipeline import choose_thresholds, ground_truth
 
     num_classes = len(folder.class_names)
-    scales = (args.single_scale,) if scales_name == "single" else args.test_scales
-    dense = dense_system(system, offset_pooling=offset)
-    started = time.time()
+    val_pred, test_pred = predictions
     val_map, score_threshold, merge_threshold = choose_thresholds(
-        dense, val[1], val[0], num_classes, scales=scales, score_thresholds=args.score_thresholds,
-        merge_thresholds=args.merge_thresholds, preprocess=_preprocess,
+        None, val[1], val[0], num_classes, scales=scales, score_thresholds=args.score_thresholds,
+        merge_thresholds=args.merge_thresholds, predictions=val_pred,
     )
-    test_started = time.time()
-    test_pred = dense_predictions(dense, test[1], scales, preprocess=_preprocess)
+    val_main = [main_object(r) for r in val[0]]
+    best = None
+    for loc_merge in args.merge_thresholds:
+        for min_score in args.localization_min_scores:
+            guesses = localize_predictions(val_pred, top_k=5, merge_threshold=loc_merge, min_score=min_score,
+                                           background_class=num_classes)
+            error = localization_error(guesses, val_main, top_k=5)
+            if best is None or error < best[0]:
+                best = (error, loc_merge, min_score)
+    val_loc_error, loc_merge, min_score = best
     found = detect_predictions(test_pred, score_threshold=score_threshold,
                                merge_threshold=merge_threshold, background_class=num_classes)
     ap = detection_ap(found, [ground_truth(r) for r in test[0]], num_classes)
-    guesses = localize_predictions(test_pred, top_k=5, merge_threshold=merge_threshold,
+    guesses = localize_predictions(test_pred, top_k=5, merge_threshold=loc_merge, min_score=min_score,
                                    background_class=num_classes)
     main = [main_object(r) for r in test[0]]
     return {
-        "scales": list(scales), "offset_pooling": offset, "test_images": len(test[1]), "val_images": len(val[1]),
+        "scales": list(scales), "test_images": len(test[1]), "val_images": len(val[1]),
         "val_mAP": float(val_map), "score_threshold": score_threshold, "merge_threshold": merge_threshold,
+        "val_localization_error_top5": float(val_loc_error),
+        "localization_merge_threshold": float(loc_merge), "localization_min_score": float(min_score),
         "test_mAP": float(ap["mAP"]),
         "test_ap": {name: _jsonable(float(v)) for name, v in zip(folder.class_names, ap["ap"])},
         "localization_error_top1": float(localization_error(guesses, main, top_k=1)),
         "localization_error_top5": float(localization_error(guesses, main, top_k=5)),
         "mean_detections": float(np.mean([len(f["scores"]) for f in found])),
-        "test_seconds_per_image": (time.time() - test_started) / max(1, len(test[1])),
-        "seconds": time.time() - started,
     }
 
 
@@ -262,9 +297,14 @@ def window_test_error(args, classifier, folder, test, seed) -> float:
 
 
 def run_seed(args, seed, folder, splits, output: pathlib.Path) -> None:
+    """Trains (or reads back) one seed's system and writes its training record and one
+    record per configuration. The network runs once per pooling mode over val and test at
+    the test scales; the single-scale configurations read the ``--single-scale`` entries."""
+    from keras_apps.overfeat import dense_predictions, dense_system
+
     seed_dir = output / f"seed{seed}"
-    wanted = [seed_dir / f"{config_name(s, o)}.json" for s, o in CONFIGS]
-    if all(p.exists() for p in wanted) and (seed_dir / "training.json").exists():
+    wanted = {(s, o): seed_dir / f"{config_name(s, o)}.json" for s, o in CONFIGS}
+    if all(p.exists() for p in wanted.values()) and (seed_dir / "training.json").exists():
         print(f"seed {seed}: done", flush=True)
         return
     train, val, test = splits
@@ -273,13 +313,33 @@ def run_seed(args, seed, folder, splits, output: pathlib.Path) -> None:
     if not (seed_dir / "training.json").exists():
         info["window_test_error"] = window_test_error(args, classifier, folder, test, seed)
         _atomic_json(seed_dir / "training.json", {"seed": seed, "settings": _settings(args), **info})
-    for (scales_name, offset), path in zip(CONFIGS, wanted):
-        if path.exists():
+    scales = tuple(args.test_scales)
+    if args.single_scale not in scales:
+        scales = (*scales, args.single_scale)
+    for offset in (False, True):
+        todo = [(name, wanted[(name, offset)]) for name in ("single", "multi") if not wanted[(name, offset)].exists()]
+        if not todo:
             continue
-        record = evaluate_config(args, system, folder, val, test, scales_name, offset)
-        _atomic_json(path, {"seed": seed, "config": config_name(scales_name, offset),
-                            "settings": _settings(args), **record})
-        print(f"seed {seed} {config_name(scales_name, offset)}: mAP {record['test_mAP']:.3f}", flush=True)
+        dense = dense_system(system, offset_pooling=offset)
+        started = time.time()
+        predictions = [dense_predictions(dense, split[1], scales, preprocess=_preprocess) for split in (val, test)]
+        network_seconds = time.time() - started
+        for name, path in todo:
+            chosen = (args.single_scale,) if name == "single" else tuple(args.test_scales)
+            if name == "single":
+                pred = tuple(_at_scale(p, args.single_scale) for p in predictions)
+            else:
+                pred = tuple([[q for q in per_image if q["requested"] in chosen] for per_image in p]
+                             for p in predictions)
+            record = evaluate_config(args, pred, folder, val, test, chosen)
+            record.update(
+                offset_pooling=offset,
+                test_seconds_per_image=_seconds_per_image(dense, test[1][:8], chosen),
+                network_seconds_val_and_test=network_seconds,
+            )
+            _atomic_json(path, {"seed": seed, "config": config_name(name, offset), "settings": _settings(args), **record})
+            print(f"seed {seed} {config_name(name, offset)}: mAP {record['test_mAP']:.3f}, localization error "
+                  f"{record['localization_error_top5']:.3f}", flush=True)
 
 
 # -------------------------------------------------------------------------------- table
@@ -336,8 +396,11 @@ def build_table(output: pathlib.Path) -> str:
             "Training windows per class (seed "
             f"{training[0]['seed']}): " + ", ".join(f"{k} {v}" for k, v in training[0]["train_windows"].items())
             + f"; field of view {training[0]['field_of_view']} px, stride {training[0]['stride']} px.",
-            "Chosen on val (score / merge threshold): "
-            + "; ".join(f"{r['config']} seed {r['seed']}: {r['score_threshold']:g} / {r['merge_threshold']:g}"
+            "Chosen on val -- detection score / merge threshold; localization merge threshold / minimum "
+            "window probability: "
+            + "; ".join(f"{r['config']} seed {r['seed']}: {r['score_threshold']:g} / {r['merge_threshold']:g}; "
+                        f"{r.get('localization_merge_threshold', r['merge_threshold']):g} / "
+                        f"{r.get('localization_min_score', 0):g}"
                         for r in records) + ".",
         ]
     lines += ["", PAPER, ""]

@@ -135,8 +135,9 @@ def dense_predictions(
     flip: bool = False,
     batch_size: int = 8,
 ) -> list[list[dict]]:
-    """Per image, per scale: ``{"scale": (sy, sx), "scores": (h, w, K), "windows": (h, w, 4),
-    "boxes": (h, w, C, 4) or None}``; windows and boxes in the original image's pixels
+    """Per image, per scale: ``{"requested": the scale as given, "input_size": (H, W) the
+    network ran on, "scale": (sy, sx) that size over the image's, "scores": (h, w, K),
+    "windows": (h, w, 4), "boxes": (h, w, C, 4) or None}``; windows and boxes in the original image's pixels
     (``boxes`` decoded from the regressor's window-normalised edges; C = its classes).
 
     ``model`` is a system, a classifier (no boxes) or their dense form; ``scales`` factors of
@@ -192,6 +193,8 @@ def dense_predictions(
                             boxes[..., [0, 2]] = size[1] - boxes[..., [2, 0]]
                     factor = np.array([sx, sy, sx, sy], np.float32)
                     results[i].append({
+                        "requested": scale,
+                        "input_size": size,
                         "scale": (sy, sx),
                         "scores": s,
                         "windows": (win / factor).astype(np.float32),
