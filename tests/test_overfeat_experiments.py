@@ -65,8 +65,11 @@ def test_experiments_script_at_toy_size(tmp_path):
     common = [*TOY, "--output", str(out), "--runs", str(runs), "--seeds", "0"]
     assert script.main(common) == 0
     names = {p.name for p in (out / "seed0").glob("*.json")}
-    assert names == {"training.json", "single_plain.json", "single_offset.json", "multi_plain.json",
-                     "multi_offset.json"}
+    assert names == {"training.json", "classification.json", "single_plain.json", "single_offset.json",
+                     "multi_plain.json", "multi_offset.json"}
+    classification = json.loads((out / "seed0" / "classification.json").read_text())
+    assert set(classification["top1_error"]) == {"single_view", "ten_view", "multi_scale"}
+    assert all(0 <= v <= 1 for v in classification["top1_error"].values())
     offset = json.loads((out / "seed0" / "multi_offset.json").read_text())
     assert offset["scales"] == [1.0, 2.0] and offset["offset_pooling"] is True
     assert 0 <= offset["test_mAP"] <= 1 and 0 <= offset["localization_error_top5"] <= 1
@@ -85,5 +88,6 @@ def test_experiments_script_at_toy_size(tmp_path):
     assert script.main(["--table", "--output", str(out)]) == 0
     table = (out / "README.md").read_text()
     assert "multi-scale (1, 2), offset pooling (n=1)" in table and "5 images" in table
+    assert "| 10 views (4 corners + centre, flipped) |" in table
     assert script.main([*common, "--figures"]) == 0
     assert len(list((out / "figures").glob("*.png"))) >= 2

@@ -296,6 +296,55 @@ def window_test_error(args, classifier, folder, test, seed) -> float:
     return float(np.mean(np.argmax(scores, -1) != windows["label"]))
 
 
+#: Context crops for the classification comparison: the window's side times this (221 -> 276 px).
+CONTEXT = 1.25
+#: Dense multi-scale classification sizes of a context crop (square, pixels).
+CLASSIFICATION_SCALES = ((245, 245), (276, 276), (313, 313))
+
+
+def classification_record(args, classifier, folder, test, seed) -> dict:
+    """OverFeat's classification protocols (Table 2) on test windows: each sampled test
+    window (objects and background, as the training windows; seed ``20000 + seed``) is cut
+    with context (``CONTEXT`` times its side, at 276 px) and classified from the centre crop
+    alone (the window itself), by 10-view averaging (4 corners + centre of 221 px, flipped)
+    and densely at 3 scales with flips and offset pooling (spatial max per class, averaged);
+    top-1 error of each."""
+    from keras_apps.overfeat import dense_geometry, multi_scale_scores, ten_view_scores, to_dense, top_k_error
+    from keras_apps.overfeat.windows import Windows, crop_windows, sample_windows
+
+    geometry = dense_geometry(to_dense(classifier))
+    fov, stride = int(geometry.field_of_view[0]), int(geometry.stride[0])
+    windows = sample_windows(test[0], num_classes=len(folder.class_names), field_of_view=fov, stride=stride,
+                             scales=args.train_scales, size_range=(0.3, 1.0), max_per_class=args.max_per_class,
+                             background_per_image=args.background_per_image, seed=20_000 + seed)
+    side = int(round(fov * CONTEXT))
+    centre = (windows["window"][:, :2] + windows["window"][:, 2:]) / 2
+    half = (windows["window"][:, 2:3] - windows["window"][:, 0:1]) * CONTEXT / 2
+    context = Windows({**windows, "window": np.concatenate([centre - half, centre + half], 1).astype(np.float32)})
+    crops = _preprocess(crop_windows(test[1], context, side))
+    labels = windows["label"]
+    start = (side - fov) // 2
+    started = time.time()
+    single = classifier.predict(crops[:, start:start + fov, start:start + fov], batch_size=args.batch_size, verbose=0)
+    single_seconds = time.time() - started
+    started = time.time()
+    ten = ten_view_scores(classifier, crops, batch_size=args.batch_size)
+    ten_seconds = time.time() - started
+    dense = to_dense(classifier, offset_pooling=True)
+    started = time.time()
+    multi = multi_scale_scores(dense, crops, scales=CLASSIFICATION_SCALES, flips=True, batch_size=args.batch_size)
+    multi_seconds = time.time() - started
+    count = len(labels)
+    return {
+        "windows": int(count),
+        "top1_error": {"single_view": top_k_error(single, labels, 1), "ten_view": top_k_error(ten, labels, 1),
+                       "multi_scale": top_k_error(multi, labels, 1)},
+        "seconds_per_window": {"single_view": single_seconds / count, "ten_view": ten_seconds / count,
+                               "multi_scale": multi_seconds / count},
+        "context": CONTEXT, "multi_scales": [list(s) for s in CLASSIFICATION_SCALES],
+    }
+
+
 def run_seed(args, seed, folder, splits, output: pathlib.Path) -> None:
     """Trains (or reads back) one seed's system and writes its training record and one
     record per configuration. The network runs once per pooling mode over val and test at
@@ -304,7 +353,7 @@ def run_seed(args, seed, folder, splits, output: pathlib.Path) -> None:
 
     seed_dir = output / f"seed{seed}"
     wanted = {(s, o): seed_dir / f"{config_name(s, o)}.json" for s, o in CONFIGS}
-    if all(p.exists() for p in wanted.values()) and (seed_dir / "training.json").exists():
+    if all(p.exists() for p in [*wanted.values(), seed_dir / "training.json", seed_dir / "classification.json"]):
         print(f"seed {seed}: done", flush=True)
         return
     train, val, test = splits
@@ -313,6 +362,10 @@ def run_seed(args, seed, folder, splits, output: pathlib.Path) -> None:
     if not (seed_dir / "training.json").exists():
         info["window_test_error"] = window_test_error(args, classifier, folder, test, seed)
         _atomic_json(seed_dir / "training.json", {"seed": seed, "settings": _settings(args), **info})
+    if not (seed_dir / "classification.json").exists():
+        record = classification_record(args, classifier, folder, test, seed)
+        _atomic_json(seed_dir / "classification.json", {"seed": seed, "settings": _settings(args), **record})
+        print(f"seed {seed} classification: {record['top1_error']}", flush=True)
     scales = tuple(args.test_scales)
     if args.single_scale not in scales:
         scales = (*scales, args.single_scale)
@@ -355,7 +408,9 @@ def _mean_sd(values) -> str:
 
 
 def build_table(output: pathlib.Path) -> str:
-    records = [json.loads(p.read_text()) for p in sorted(output.glob("seed*/*.json")) if p.name != "training.json"]
+    records = [json.loads(p.read_text()) for p in sorted(output.glob("seed*/*.json"))
+               if p.name not in ("training.json", "classification.json")]
+    classification = [json.loads(p.read_text()) for p in sorted(output.glob("seed*/classification.json"))]
     training = [json.loads(p.read_text()) for p in sorted(output.glob("seed*/training.json"))]
     if not records:
         raise SystemExit(f"No result JSONs under {output}; run the experiment first.")
@@ -403,6 +458,21 @@ def build_table(output: pathlib.Path) -> str:
                         f"{r.get('localization_min_score', 0):g}"
                         for r in records) + ".",
         ]
+    if classification:
+        names = {"single_view": "centre crop (the window)", "ten_view": "10 views (4 corners + centre, flipped)",
+                 "multi_scale": "dense, 3 scales + flips, offset pooling"}
+        lines += [
+            "",
+            f"Classification of test windows with context ({classification[0]['context']:g}x the window, "
+            f"{classification[0]['windows']} windows of seed {classification[0]['seed']}; objects and background), "
+            f"top-1 error, n={len(classification)} seeds:",
+            "",
+            "| protocol | top-1 error | ms / window |",
+            "|---|---|---|",
+        ]
+        for key, label in names.items():
+            lines.append(f"| {label} | {_mean_sd([c['top1_error'][key] for c in classification])} | "
+                         f"{1000 * np.mean([c['seconds_per_window'][key] for c in classification]):.1f} |")
     lines += ["", PAPER, ""]
     return "\n".join(lines)
 
