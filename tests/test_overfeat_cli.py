@@ -90,6 +90,12 @@ def test_localize_and_classify(files, tmp_path, capsys):
     assert [t["class"] for t in top] == ["RBC", "background", "WBC", "Platelets"]
     np.testing.assert_allclose([t["score"] for t in top], [0.6, 0.25, 0.1, 0.05], atol=1e-5)
     assert "RBC 0.600" in capsys.readouterr().out
+    # a system: the class scores of its classifier, the background (its last class) not listed
+    out = tmp_path / "cls_system"
+    assert cli.main(["overfeat", "classify", str(files["images"][0]), "--model", str(files["system"]),
+                     "--output", str(out)]) == 0
+    top = json.loads((out / "predictions.json").read_text())["predictions"][0]["top"]
+    assert [t["class"] for t in top] == ["RBC", "WBC", "Platelets"]
 
 
 def test_bad_input(files, tmp_path, capsys):

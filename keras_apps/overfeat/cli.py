@@ -256,7 +256,10 @@ def run(args) -> int:
         for path, image, picture in zip(paths, images, pictures):
             sizes = [inference._scale_size(s, *image.shape[:2]) for s in settings["scales"]]
             batch = preprocess(image[None])
-            scores = classify.multi_scale_scores(dense, batch, scales=sizes, flips=True)[0]
+            scores = classify.multi_scale_scores(
+                dense, batch, scales=sizes, flips=True,
+                output="scores" if isinstance(dense.output, dict) else None,
+            )[0]
             if settings["background"]:
                 scores = scores[:-1]
             order = np.argsort(-scores, kind="stable")[: args.top_k]
