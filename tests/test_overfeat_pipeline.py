@@ -262,6 +262,24 @@ def test_localize_and_detect_on_a_constant_system(system):
     assert merged["scores"][0] == pytest.approx(0.6 * len(windows), rel=1e-5)
 
 
+def test_box_size_range_keeps_the_regressors_domain(system):
+    """The constant regressor's boxes are 0.5 x 0.5 of their 221-px window (longer side 0.5):
+    kept by (0.3, 0.6), all dropped by (0.6, 1.0), at every scale."""
+    model, _, _ = system
+    image = np.zeros((240, 300, 3), np.uint8)
+    kept = overfeat.detect(model, [image], scales=(1.0, 2.0), score_threshold=0.5, merge_threshold=1e-9,
+                           box_size_range=(0.3, 0.6))[0]
+    windows = sum(p["windows"].shape[0] * p["windows"].shape[1]
+                  for p in overfeat.dense_predictions(model, [image], scales=(1.0, 2.0))[0])
+    assert len(kept["boxes"]) == windows
+    dropped = overfeat.detect(model, [image], scales=(1.0, 2.0), score_threshold=0.5, box_size_range=(0.6, 1.0))[0]
+    assert len(dropped["boxes"]) == 0
+    guesses = overfeat.localize(model, [image], top_k=3, background_class=3, box_size_range=(0.6, 1.0))[0]
+    assert len(guesses["boxes"]) == 0
+    with pytest.raises(ValueError, match="box_size_range"):
+        overfeat.detect(model, [image], box_size_range=(1.0, 0.5))
+
+
 def test_bad_inputs_of_the_pipeline(system):
     model, classifier, _ = system
     image = np.zeros((240, 300, 3), np.uint8)

@@ -26,7 +26,9 @@ Steps 1-3 are :func:`keras_apps.overfeat.fit` (one resumable run folder per seed
 4. **Evaluation** of the joint dense network (:func:`keras_apps.overfeat.dense_system`) on
    whole images, single scale (``--single-scale``) vs multi-scale (``--test-scales``), with
    and without offset max pooling on pool6 (stride 36 -> 12 pixels): the detection score
-   threshold and the greedy-merge threshold are chosen on ``val`` by mAP; on ``test``:
+   threshold and the greedy-merge threshold are chosen on ``val`` by mAP (boxes outside the
+   regressor's 30-100% size range dropped), the localization merge threshold and minimum
+   window probability by val localization error; on ``test``:
    VOC AP per class at IoU 0.5 (all-points), mAP, and the localization error (ILSVRC rule:
    the image's main object -- the class of its largest box, the white cell in 344 of 364
    images -- must be among the top-k guesses with IoU >= 0.5 to one of its boxes), top-1 and
@@ -47,6 +49,7 @@ import json
 import math
 import os
 import pathlib
+import pickle
 import sys
 import time
 
@@ -64,6 +67,9 @@ CONFIGS = (
 )
 #: Input preprocessing of the windows and images: ImageNet mean / std ("torch").
 PREPROCESSING = "torch"
+#: Object windows: boxes whose longer side is 30-100% of the field of view at a scale; the
+#: same range filters the regressed boxes at evaluation (the regressor's domain).
+SIZE_RANGE = (0.3, 1.0)
 PAPER = (
     "Paper (ILSVRC 2013, full-size accurate model, ImageNet): classification 13.6% top-5 error "
     "(6 scales) vs 16.97% (single scale); localization error 29.9%; detection mAP 19.4% "
@@ -188,7 +194,7 @@ def train_system(args, seed, folder, train, val, run_dir: pathlib.Path):
         regressor_epochs=args.regressor_epochs, batch_size=args.batch_size,
         learning_rate=args.learning_rate, max_per_class=args.max_per_class,
         background_per_image=args.background_per_image, limit=args.limit or None,
-        preprocessing=PREPROCESSING, tune=False, seed=seed,
+        preprocessing=PREPROCESSING, size_range=SIZE_RANGE, tune=False, seed=seed,
         images={"train": train[1], "val": val[1], "validation": val[1]},
     )
     validation = result.metrics["classifier"].get("validation") or {}
@@ -249,23 +255,23 @@ def evaluate_config(args, predictions, folder, val, test, scales) -> dict:
     val_pred, test_pred = predictions
     val_map, score_threshold, merge_threshold = choose_thresholds(
         None, val[1], val[0], num_classes, scales=scales, score_thresholds=args.score_thresholds,
-        merge_thresholds=args.merge_thresholds, predictions=val_pred,
+        merge_thresholds=args.merge_thresholds, predictions=val_pred, box_size_range=SIZE_RANGE,
     )
     val_main = [main_object(r) for r in val[0]]
     best = None
     for loc_merge in args.merge_thresholds:
         for min_score in args.localization_min_scores:
             guesses = localize_predictions(val_pred, top_k=5, merge_threshold=loc_merge, min_score=min_score,
-                                           background_class=num_classes)
+                                           background_class=num_classes, box_size_range=SIZE_RANGE)
             error = localization_error(guesses, val_main, top_k=5)
             if best is None or error < best[0]:
                 best = (error, loc_merge, min_score)
     val_loc_error, loc_merge, min_score = best
-    found = detect_predictions(test_pred, score_threshold=score_threshold,
-                               merge_threshold=merge_threshold, background_class=num_classes)
+    found = detect_predictions(test_pred, score_threshold=score_threshold, merge_threshold=merge_threshold,
+                               background_class=num_classes, box_size_range=SIZE_RANGE)
     ap = detection_ap(found, [ground_truth(r) for r in test[0]], num_classes)
     guesses = localize_predictions(test_pred, top_k=5, merge_threshold=loc_merge, min_score=min_score,
-                                   background_class=num_classes)
+                                   background_class=num_classes, box_size_range=SIZE_RANGE)
     main = [main_object(r) for r in test[0]]
     return {
         "scales": list(scales), "test_images": len(test[1]), "val_images": len(val[1]),
@@ -289,7 +295,7 @@ def window_test_error(args, classifier, folder, test, seed) -> float:
     geometry = dense_geometry(to_dense(classifier))
     fov, stride = int(geometry.field_of_view[0]), int(geometry.stride[0])
     windows = sample_windows(test[0], num_classes=len(folder.class_names), field_of_view=fov, stride=stride,
-                             scales=args.train_scales, size_range=(0.3, 1.0), max_per_class=args.max_per_class,
+                             scales=args.train_scales, size_range=SIZE_RANGE, max_per_class=args.max_per_class,
                              background_per_image=args.background_per_image, seed=20_000 + seed)
     crops = crop_windows(test[1], windows, fov)
     scores = classifier.predict(_preprocess(crops), batch_size=args.batch_size, verbose=0)
@@ -315,7 +321,7 @@ def classification_record(args, classifier, folder, test, seed) -> dict:
     geometry = dense_geometry(to_dense(classifier))
     fov, stride = int(geometry.field_of_view[0]), int(geometry.stride[0])
     windows = sample_windows(test[0], num_classes=len(folder.class_names), field_of_view=fov, stride=stride,
-                             scales=args.train_scales, size_range=(0.3, 1.0), max_per_class=args.max_per_class,
+                             scales=args.train_scales, size_range=SIZE_RANGE, max_per_class=args.max_per_class,
                              background_per_image=args.background_per_image, seed=20_000 + seed)
     side = int(round(fov * CONTEXT))
     centre = (windows["window"][:, :2] + windows["window"][:, 2:]) / 2
@@ -374,9 +380,18 @@ def run_seed(args, seed, folder, splits, output: pathlib.Path) -> None:
         if not todo:
             continue
         dense = dense_system(system, offset_pooling=offset)
-        started = time.time()
-        predictions = [dense_predictions(dense, split[1], scales, preprocess=_preprocess) for split in (val, test)]
-        network_seconds = time.time() - started
+        cache = pathlib.Path(args.runs) / f"seed{seed}" / f"predictions_{'offset' if offset else 'plain'}.pkl"
+        key = {"scales": list(scales), "val": [r["id"] for r in val[0]], "test": [r["id"] for r in test[0]]}
+        cached = pickle.loads(cache.read_bytes()) if cache.exists() else None
+        if cached is not None and cached["key"] == key:
+            predictions, network_seconds = cached["predictions"], cached["seconds"]
+        else:
+            started = time.time()
+            predictions = [dense_predictions(dense, split[1], scales, preprocess=_preprocess) for split in (val, test)]
+            network_seconds = time.time() - started
+            tmp = cache.with_suffix(".tmp")
+            tmp.write_bytes(pickle.dumps({"key": key, "predictions": predictions, "seconds": network_seconds}))
+            os.replace(tmp, cache)
         for name, path in todo:
             chosen = (args.single_scale,) if name == "single" else tuple(args.test_scales)
             if name == "single":

@@ -185,6 +185,7 @@ def _settings(args, meta: dict, classes: int) -> dict:
         "preprocessing": args.preprocessing or meta.get("preprocessing", "torch"),
         "scales": tuple(args.scales or meta.get("scales") or (1.0,)),
         "offset_pooling": meta.get("offset_pooling", False) if args.offset_pooling is None else args.offset_pooling,
+        "box_size_range": meta.get("box_size_range"),
         "merge_threshold": getattr(args, "merge_threshold", None) or meta.get("merge_threshold", 0.5),
         "score_threshold": (
             getattr(args, "score_threshold", None)
@@ -271,7 +272,7 @@ def run(args) -> int:
         common = {
             "scales": settings["scales"], "merge_threshold": settings["merge_threshold"],
             "background_class": background, "preprocess": preprocess,
-            "offset_pooling": settings["offset_pooling"],
+            "offset_pooling": settings["offset_pooling"], "box_size_range": settings["box_size_range"],
         }
         if args.action == "localize":
             found = inference.localize(model, images, top_k=args.top_k, **common)

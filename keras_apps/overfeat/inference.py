@@ -241,7 +241,19 @@ def _empty():
     return {"boxes": np.zeros((0, 4), np.float32), "classes": np.zeros(0, np.int32), "scores": np.zeros(0, np.float32)}
 
 
-def _candidates(per_scale, pick, max_boxes):
+def _check_size_range(box_size_range):
+    if box_size_range is None:
+        return None
+    try:
+        lo, hi = (float(v) for v in box_size_range)
+    except (TypeError, ValueError):
+        raise ValueError(f"`box_size_range` must be None or (lo, hi), got {box_size_range!r}.") from None
+    if not 0 <= lo < hi:
+        raise ValueError(f"`box_size_range` must have 0 <= lo < hi, got {box_size_range!r}.")
+    return lo, hi
+
+
+def _candidates(per_scale, pick, max_boxes, box_size_range=None):
     boxes, scores, classes = [], [], []
     for prediction in per_scale:
         if prediction["boxes"] is None:
@@ -249,7 +261,14 @@ def _candidates(per_scale, pick, max_boxes):
                 "This model has no box regressor output; build one with "
                 "keras_apps.overfeat.overfeat_system(classifier, regression_head(classifier, classes))."
             )
+        if box_size_range is not None:
+            predicted = prediction["boxes"]
+            longer = np.maximum(predicted[..., 2] - predicted[..., 0], predicted[..., 3] - predicted[..., 1])
+            side = (prediction["windows"][..., 2] - prediction["windows"][..., 0])[..., None]
+            in_range = (longer >= box_size_range[0] * side) & (longer <= box_size_range[1] * side)
         for c, mask in pick(prediction):
+            if box_size_range is not None:
+                mask = mask & in_range[..., c]
             boxes.append(prediction["boxes"][..., c, :][mask])
             scores.append(prediction["scores"][..., c][mask])
             classes.append(np.full(int(mask.sum()), c, np.int32))
@@ -271,9 +290,11 @@ def localize_predictions(
     background_class: int | None = None,
     min_score: float = 0.0,
     max_boxes: int | None = 2000,
+    box_size_range=None,
 ) -> list[dict]:
     """:func:`localize` on the output of :func:`dense_predictions` (so that several merge
     settings can be tried on one network run)."""
+    box_size_range = _check_size_range(box_size_range)
     if isinstance(top_k, bool) or not isinstance(top_k, numbers.Integral) or top_k < 1:
         raise ValueError(f"`top_k` must be a positive integer, got {top_k!r}.")
     k_s = top_k if classes_per_scale is None else classes_per_scale
@@ -290,7 +311,7 @@ def localize_predictions(
             chosen = classes[np.argsort(-peak, kind="stable")[:k_s]]
             return [(int(c), scores[..., c] >= min_score) for c in chosen]
 
-        found = _candidates(per_scale, pick, max_boxes)
+        found = _candidates(per_scale, pick, max_boxes, box_size_range)
         if found is None or len(found[1]) == 0:
             out.append(_empty())
             continue
@@ -313,6 +334,7 @@ def localize(
     flip: bool = False,
     min_score: float = 0.0,
     max_boxes: int | None = 2000,
+    box_size_range=None,
 ) -> list[dict]:
     """The paper's localization: per image ``{"boxes" (k, 4), "classes" (k,), "scores" (k,)}``,
     the ``top_k`` merged (class, box) guesses by summed confidence, in original pixels.
@@ -320,7 +342,11 @@ def localize(
     ``model``: a system of :func:`overfeat_system` or its dense form. ``classes_per_scale``
     is the k of C_s (default ``top_k``); ``background_class`` (a detection classifier's
     background index, -1 for the last) is never a guess; ``min_score`` drops windows below
-    that probability before merging, ``max_boxes`` keeps the most confident ones.
+    that probability before merging, ``max_boxes`` keeps the most confident ones;
+    ``box_size_range=(lo, hi)`` keeps only the boxes whose longer side is ``lo`` to ``hi``
+    times their window's side (the sizes the regressor was trained on: at other scales a
+    window sees part of a larger object or a speck of a smaller one and its box is a guess;
+    :func:`keras_apps.overfeat.fit` saves its ``size_range``).
     """
     predictions = dense_predictions(
         model, images, scales, preprocess=preprocess, offset_pooling=offset_pooling, flip=flip
@@ -328,7 +354,7 @@ def localize(
     return localize_predictions(
         predictions, top_k=top_k, classes_per_scale=classes_per_scale,
         merge_threshold=merge_threshold, background_class=background_class,
-        min_score=min_score, max_boxes=max_boxes,
+        min_score=min_score, max_boxes=max_boxes, box_size_range=box_size_range,
     )
 
 
@@ -340,8 +366,10 @@ def detect_predictions(
     background_class: int | None = -1,
     max_boxes: int | None = 2000,
     max_detections: int | None = 300,
+    box_size_range=None,
 ) -> list[dict]:
     """:func:`detect` on the output of :func:`dense_predictions`."""
+    box_size_range = _check_size_range(box_size_range)
     if not 0 <= score_threshold <= 1:
         raise ValueError(f"`score_threshold` must be in [0, 1], got {score_threshold!r}.")
     out = []
@@ -355,7 +383,7 @@ def detect_predictions(
                 for c in _object_classes(scores, background)
             ]
 
-        found = _candidates(per_scale, pick, max_boxes)
+        found = _candidates(per_scale, pick, max_boxes, box_size_range)
         if found is None or len(found[1]) == 0:
             out.append(_empty())
             continue
@@ -379,17 +407,20 @@ def detect(
     flip: bool = False,
     max_boxes: int | None = 2000,
     max_detections: int | None = 300,
+    box_size_range=None,
 ) -> list[dict]:
     """The paper's detection: per image ``{"boxes", "classes", "scores"}`` of every merged box
     (summed confidence, highest first) of the windows whose probability of an object class
     reaches ``score_threshold``. ``background_class`` defaults to the last class (-1), the
-    background of a detection classifier; None treats every class as an object."""
+    background of a detection classifier; None treats every class as an object;
+    ``box_size_range`` as in :func:`localize`."""
     predictions = dense_predictions(
         model, images, scales, preprocess=preprocess, offset_pooling=offset_pooling, flip=flip
     )
     return detect_predictions(
         predictions, score_threshold=score_threshold, merge_threshold=merge_threshold,
         background_class=background_class, max_boxes=max_boxes, max_detections=max_detections,
+        box_size_range=box_size_range,
     )
 
 
@@ -397,7 +428,7 @@ def detect(
 #: :func:`load_system` and the ``keras-apps overfeat`` command.
 SYSTEM_FIELDS = (
     "class_names", "background", "preprocessing", "scales", "offset_pooling",
-    "score_threshold", "merge_threshold",
+    "score_threshold", "merge_threshold", "box_size_range",
 )
 
 
@@ -412,13 +443,15 @@ def save_system(
     offset_pooling: bool = False,
     score_threshold: float = 0.5,
     merge_threshold: float = 0.5,
+    box_size_range=None,
     overwrite: bool = False,
 ):
     """Writes ``system`` to ``path`` (``.keras``) and its settings to ``path`` with ``.json``
     (class names -- object classes, the background not listed --, whether the classifier's
     last class is a background, the input preprocessing mode of
     :data:`keras_apps.data.PREPROCESSING_MODES` applied to raw [0, 255] pixels, the evaluation
-    scales, offset pooling and the thresholds chosen on validation data). Both files are
+    scales, offset pooling, the thresholds chosen on validation data and the regressor's box
+    size range). Both files are
     written atomically; existing ones only with ``overwrite``."""
     import json
     import pathlib
@@ -449,6 +482,7 @@ def save_system(
         "scales": [s if isinstance(s, (int, float)) else list(s) for s in scales],
         "offset_pooling": bool(offset_pooling), "score_threshold": float(score_threshold),
         "merge_threshold": float(merge_threshold),
+        "box_size_range": None if box_size_range is None else list(_check_size_range(box_size_range)),
     }
     with atomic_file(path, suffix=".keras") as tmp:
         system.save(tmp)

@@ -13,7 +13,9 @@
 each a resumable ``keras_apps.training.fit`` run under ``output_dir`` (a finished phase is
 read back, an interrupted one resumes from its last finished epoch), validation windows from
 the ``validation_split``. With ``tune=True`` the detection score and merge thresholds are
-then chosen on the validation images by mAP (:func:`choose_thresholds`). The joint system is
+then chosen on the validation images by mAP (:func:`choose_thresholds`), detections keeping
+the boxes whose size lies in the regressor's training range (``size_range`` of the field of
+view). The joint system is
 saved as ``output_dir/system.keras`` with its settings (:func:`save_system`), ready for
 ``keras-apps overfeat detect``.
 """
@@ -116,7 +118,7 @@ def _fit_once(model, data, output_dir: pathlib.Path, **kwargs):
 
 def choose_thresholds(system, images, records, num_classes, *, scales, score_thresholds=(0.3, 0.5, 0.7),
                       merge_thresholds=(0.25, 0.5, 1.0), offset_pooling=False, preprocess=None,
-                      predictions=None):
+                      predictions=None, box_size_range=None):
     """``(mAP, score_threshold, merge_threshold)``: the pair of the grid with the best
     detection mAP on ``images`` (held-out validation images, never the test split); the
     network runs once (``predictions``: reuse a :func:`dense_predictions` result)."""
@@ -130,7 +132,8 @@ def choose_thresholds(system, images, records, num_classes, *, scales, score_thr
     for score_threshold in score_thresholds:
         for merge_threshold in merge_thresholds:
             found = detect_predictions(predictions, score_threshold=score_threshold,
-                                       merge_threshold=merge_threshold, background_class=num_classes)
+                                       merge_threshold=merge_threshold, background_class=num_classes,
+                                       box_size_range=box_size_range)
             value = detection_ap(found, truths, num_classes)["mAP"]
             value = -1.0 if not np.isfinite(value) else value
             if best is None or value > best[0]:
@@ -281,18 +284,18 @@ def fit(
         regressor.get_layer(name).set_weights(trained.get_layer(name).get_weights())
     system = overfeat_system(classifier, regressor)
     settings = {"scales": list(scales), "offset_pooling": bool(offset_pooling), "preprocessing": preprocessing,
-                "score_threshold": 0.5, "merge_threshold": 0.5}
+                "score_threshold": 0.5, "merge_threshold": 0.5, "box_size_range": list(size_range)}
     if tune and validation_split:
         records, split_images = split_data(validation_split)
         val_map, settings["score_threshold"], settings["merge_threshold"] = choose_thresholds(
             system, split_images, records, num_classes, scales=scales, offset_pooling=offset_pooling,
-            preprocess=lambda x: preprocess_images(x, preprocessing),
+            preprocess=lambda x: preprocess_images(x, preprocessing), box_size_range=size_range,
         )
         settings["validation_mAP"] = val_map
     save_system(system, output_dir / "system.keras", class_names=class_names, background=True,
                 preprocessing=preprocessing, scales=scales, offset_pooling=offset_pooling,
                 score_threshold=settings["score_threshold"], merge_threshold=settings["merge_threshold"],
-                overwrite=True)
+                box_size_range=size_range, overwrite=True)
     counts = {name: int(np.sum(train_windows["label"] == c)) for c, name in enumerate([*class_names, "background"])}
     return OverFeatResult(
         system=system, classifier=classifier, regressor=regressor, class_names=class_names,
