@@ -247,6 +247,11 @@ def test_localize_and_detect_on_a_constant_system(system):
     # top-1 class (0, p = 0.6) everywhere; no two distinct windows merge at a tiny threshold
     assert set(found["classes"].tolist()) == {0} and len(found["boxes"]) == 2
     np.testing.assert_allclose(found["scores"], 0.6, atol=1e-6)
+    # one guess per class: the two classes C_s (0, p = 0.6 and 3 the background excluded -> 1, 0.1)
+    distinct = overfeat.localize(model, [image], top_k=5, background_class=3, merge_threshold=1e-9,
+                                 distinct_classes=True)[0]
+    assert distinct["classes"].tolist() == [0, 1, 2]
+    np.testing.assert_allclose(distinct["scores"], [0.6, 0.1, 0.05], atol=1e-6)
     detected = overfeat.detect(model, [image], score_threshold=0.08, merge_threshold=1e-9,
                                background_class=-1)[0]
     # classes 0 (0.6) and 1 (0.1) pass 0.08, class 2 (0.05) does not; the background never counts

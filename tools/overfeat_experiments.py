@@ -27,8 +27,9 @@ Steps 1-3 are :func:`keras_apps.overfeat.fit` (one resumable run folder per seed
    whole images, single scale (``--single-scale``) vs multi-scale (``--test-scales``), with
    and without offset max pooling on pool6 (stride 36 -> 12 pixels): the detection score
    threshold and the greedy-merge threshold are chosen on ``val`` by mAP (boxes outside the
-   regressor's 30-100% size range dropped), the localization merge threshold and minimum
-   window probability by val localization error; on ``test``:
+   regressor's 30-100% size range dropped), the localization merge threshold, minimum window
+   probability and guess rule (boxes by summed confidence, or one per class) by val
+   localization error; on ``test``:
    VOC AP per class at IoU 0.5 (all-points), mAP, and the localization error (ILSVRC rule:
    the image's main object -- the class of its largest box, the white cell in 344 of 364
    images -- must be among the top-k guesses with IoU >= 0.5 to one of its boxes), top-1 and
@@ -244,6 +245,16 @@ def _seconds_per_image(dense, images, scales) -> float:
     return (time.time() - started) / len(images)
 
 
+def _top_guesses(merged: dict, k: int, distinct: bool) -> dict:
+    """The first ``k`` of merged boxes sorted by score; with ``distinct`` each class's first
+    only (``localize(..., distinct_classes=True)``)."""
+    order = np.arange(len(merged["classes"]))
+    if distinct:
+        order = np.sort(np.unique(merged["classes"], return_index=True)[1])
+    order = order[:k]
+    return {key: merged[key][order] for key in ("boxes", "classes", "scores")}
+
+
 def evaluate_config(args, predictions, folder, val, test, scales) -> dict:
     """Thresholds chosen on val -- detection (score, merge) by mAP, localization (merge,
     minimum window score) by top-5 localization error -- then the test split once."""
@@ -261,23 +272,28 @@ def evaluate_config(args, predictions, folder, val, test, scales) -> dict:
     best = None
     for loc_merge in args.merge_thresholds:
         for min_score in args.localization_min_scores:
-            guesses = localize_predictions(val_pred, top_k=5, merge_threshold=loc_merge, min_score=min_score,
-                                           background_class=num_classes, box_size_range=SIZE_RANGE)
-            error = localization_error(guesses, val_main, top_k=5)
-            if best is None or error < best[0]:
-                best = (error, loc_merge, min_score)
-    val_loc_error, loc_merge, min_score = best
+            # every merged box once; both guess rules read their top 5 from it
+            merged = localize_predictions(val_pred, top_k=10**9, classes_per_scale=5, merge_threshold=loc_merge,
+                                          min_score=min_score, background_class=num_classes,
+                                          box_size_range=SIZE_RANGE)
+            for distinct in (False, True):
+                error = localization_error([_top_guesses(m, 5, distinct) for m in merged], val_main, top_k=5)
+                if best is None or error < best[0]:
+                    best = (error, loc_merge, min_score, distinct)
+    val_loc_error, loc_merge, min_score, distinct = best
     found = detect_predictions(test_pred, score_threshold=score_threshold, merge_threshold=merge_threshold,
                                background_class=num_classes, box_size_range=SIZE_RANGE)
     ap = detection_ap(found, [ground_truth(r) for r in test[0]], num_classes)
-    guesses = localize_predictions(test_pred, top_k=5, merge_threshold=loc_merge, min_score=min_score,
-                                   background_class=num_classes, box_size_range=SIZE_RANGE)
+    guesses = localize_predictions(test_pred, top_k=5, classes_per_scale=5, merge_threshold=loc_merge,
+                                   min_score=min_score, background_class=num_classes, box_size_range=SIZE_RANGE,
+                                   distinct_classes=distinct)
     main = [main_object(r) for r in test[0]]
     return {
         "scales": list(scales), "test_images": len(test[1]), "val_images": len(val[1]),
         "val_mAP": float(val_map), "score_threshold": score_threshold, "merge_threshold": merge_threshold,
         "val_localization_error_top5": float(val_loc_error),
         "localization_merge_threshold": float(loc_merge), "localization_min_score": float(min_score),
+        "localization_distinct_classes": bool(distinct),
         "test_mAP": float(ap["mAP"]),
         "test_ap": {name: _jsonable(float(v)) for name, v in zip(folder.class_names, ap["ap"])},
         "localization_error_top1": float(localization_error(guesses, main, top_k=1)),
@@ -471,6 +487,7 @@ def build_table(output: pathlib.Path) -> str:
             + "; ".join(f"{r['config']} seed {r['seed']}: {r['score_threshold']:g} / {r['merge_threshold']:g}; "
                         f"{r.get('localization_merge_threshold', r['merge_threshold']):g} / "
                         f"{r.get('localization_min_score', 0):g}"
+                        f"{', one box per class' if r.get('localization_distinct_classes') else ''}"
                         for r in records) + ".",
         ]
     if classification:

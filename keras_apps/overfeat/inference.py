@@ -291,6 +291,7 @@ def localize_predictions(
     min_score: float = 0.0,
     max_boxes: int | None = 2000,
     box_size_range=None,
+    distinct_classes: bool = False,
 ) -> list[dict]:
     """:func:`localize` on the output of :func:`dense_predictions` (so that several merge
     settings can be tried on one network run)."""
@@ -316,6 +317,9 @@ def localize_predictions(
             out.append(_empty())
             continue
         boxes, scores, classes = greedy_merge(*found, threshold=merge_threshold)
+        if distinct_classes:
+            first = np.sort(np.unique(classes, return_index=True)[1])
+            boxes, scores, classes = boxes[first], scores[first], classes[first]
         out.append({"boxes": boxes[:top_k], "classes": classes[:top_k], "scores": scores[:top_k]})
     return out
 
@@ -335,6 +339,7 @@ def localize(
     min_score: float = 0.0,
     max_boxes: int | None = 2000,
     box_size_range=None,
+    distinct_classes: bool = False,
 ) -> list[dict]:
     """The paper's localization: per image ``{"boxes" (k, 4), "classes" (k,), "scores" (k,)}``,
     the ``top_k`` merged (class, box) guesses by summed confidence, in original pixels.
@@ -346,7 +351,10 @@ def localize(
     ``box_size_range=(lo, hi)`` keeps only the boxes whose longer side is ``lo`` to ``hi``
     times their window's side (the sizes the regressor was trained on: at other scales a
     window sees part of a larger object or a speck of a smaller one and its box is a guess;
-    :func:`keras_apps.overfeat.fit` saves its ``size_range``).
+    :func:`keras_apps.overfeat.fit` saves its ``size_range``). The guesses are the merged
+    boxes with the highest summed confidence (the paper's rule; a class may repeat, as the
+    instances of a crowded class each get a box); ``distinct_classes=True`` keeps each class's
+    best box only (ILSVRC's five guesses as five classes).
     """
     predictions = dense_predictions(
         model, images, scales, preprocess=preprocess, offset_pooling=offset_pooling, flip=flip
@@ -355,6 +363,7 @@ def localize(
         predictions, top_k=top_k, classes_per_scale=classes_per_scale,
         merge_threshold=merge_threshold, background_class=background_class,
         min_score=min_score, max_boxes=max_boxes, box_size_range=box_size_range,
+        distinct_classes=distinct_classes,
     )
 
 
