@@ -128,6 +128,8 @@ def parse_args(argv=None):
     p.add_argument("--background-per-image", type=int, default=2)
     p.add_argument("--score-thresholds", type=_floats, default=(0.3, 0.5, 0.7))
     p.add_argument("--merge-thresholds", type=_floats, default=(0.25, 0.5, 1.0))
+    p.add_argument("--max-boxes", type=int, default=1000,
+                   help="most confident window boxes per image that enter the greedy merge (default 1000)")
     p.add_argument("--localization-min-scores", type=_probs, default=(0.0, 0.5, 0.9),
                    help="window probabilities below which localization drops a box, chosen on val")
     p.add_argument("--limit", type=int, default=0, help="images per split (0: all; toy runs)")
@@ -155,7 +157,7 @@ def _read(path: pathlib.Path):
 def _settings(args) -> dict:
     keys = ("model", "epochs", "regressor_epochs", "batch_size", "learning_rate", "train_scales",
             "test_scales", "single_scale", "max_per_class", "background_per_image",
-            "score_thresholds", "merge_thresholds", "localization_min_scores", "limit")
+            "score_thresholds", "merge_thresholds", "localization_min_scores", "max_boxes", "limit")
     return {k: (list(v) if isinstance(v, tuple) else v) for k, v in vars(args).items() if k in keys}
 
 
@@ -267,6 +269,7 @@ def evaluate_config(args, predictions, folder, val, test, scales) -> dict:
     val_map, score_threshold, merge_threshold = choose_thresholds(
         None, val[1], val[0], num_classes, scales=scales, score_thresholds=args.score_thresholds,
         merge_thresholds=args.merge_thresholds, predictions=val_pred, box_size_range=SIZE_RANGE,
+        max_boxes=args.max_boxes,
     )
     val_main = [main_object(r) for r in val[0]]
     best = None
@@ -275,18 +278,18 @@ def evaluate_config(args, predictions, folder, val, test, scales) -> dict:
             # every merged box once; both guess rules read their top 5 from it
             merged = localize_predictions(val_pred, top_k=10**9, classes_per_scale=5, merge_threshold=loc_merge,
                                           min_score=min_score, background_class=num_classes,
-                                          box_size_range=SIZE_RANGE)
+                                          box_size_range=SIZE_RANGE, max_boxes=args.max_boxes)
             for distinct in (False, True):
                 error = localization_error([_top_guesses(m, 5, distinct) for m in merged], val_main, top_k=5)
                 if best is None or error < best[0]:
                     best = (error, loc_merge, min_score, distinct)
     val_loc_error, loc_merge, min_score, distinct = best
     found = detect_predictions(test_pred, score_threshold=score_threshold, merge_threshold=merge_threshold,
-                               background_class=num_classes, box_size_range=SIZE_RANGE)
+                               background_class=num_classes, box_size_range=SIZE_RANGE, max_boxes=args.max_boxes)
     ap = detection_ap(found, [ground_truth(r) for r in test[0]], num_classes)
     guesses = localize_predictions(test_pred, top_k=5, classes_per_scale=5, merge_threshold=loc_merge,
                                    min_score=min_score, background_class=num_classes, box_size_range=SIZE_RANGE,
-                                   distinct_classes=distinct)
+                                   distinct_classes=distinct, max_boxes=args.max_boxes)
     main = [main_object(r) for r in test[0]]
     return {
         "scales": list(scales), "test_images": len(test[1]), "val_images": len(val[1]),

@@ -118,7 +118,7 @@ def _fit_once(model, data, output_dir: pathlib.Path, **kwargs):
 
 def choose_thresholds(system, images, records, num_classes, *, scales, score_thresholds=(0.3, 0.5, 0.7),
                       merge_thresholds=(0.25, 0.5, 1.0), offset_pooling=False, preprocess=None,
-                      predictions=None, box_size_range=None):
+                      predictions=None, box_size_range=None, max_boxes=2000):
     """``(mAP, score_threshold, merge_threshold)``: the pair of the grid with the best
     detection mAP on ``images`` (held-out validation images, never the test split); the
     network runs once (``predictions``: reuse a :func:`dense_predictions` result)."""
@@ -133,7 +133,7 @@ def choose_thresholds(system, images, records, num_classes, *, scales, score_thr
         for merge_threshold in merge_thresholds:
             found = detect_predictions(predictions, score_threshold=score_threshold,
                                        merge_threshold=merge_threshold, background_class=num_classes,
-                                       box_size_range=box_size_range)
+                                       box_size_range=box_size_range, max_boxes=max_boxes)
             value = detection_ap(found, truths, num_classes)["mAP"]
             value = -1.0 if not np.isfinite(value) else value
             if best is None or value > best[0]:
