@@ -477,6 +477,22 @@ def build_table(output: pathlib.Path) -> str:
             f"{np.mean([r['test_seconds_per_image'] for r in rows]):.2f}",
         ]
         lines.append(f"| {label} (n={len(rows)}) | " + " | ".join(cells) + " |")
+    by = {(r["config"], r["seed"]): r for r in records}
+
+    def paired(a, b, key):
+        diffs = [by[(a, seed)][key] - by[(b, seed)][key] for seed in seeds if (a, seed) in by and (b, seed) in by]
+        return _mean_sd(diffs) + f" (n={len(diffs)})" if diffs else "n/a"
+
+    comparisons = (
+        ("multi-scale - single-scale, plain pooling", "multi_plain", "single_plain"),
+        ("multi-scale - single-scale, offset pooling", "multi_offset", "single_offset"),
+        ("offset - plain pooling, single scale", "single_offset", "single_plain"),
+        ("offset - plain pooling, multi-scale", "multi_offset", "multi_plain"),
+    )
+    lines += ["", "Differences paired by seed (points):", "",
+              "| comparison | mAP | loc. error top-5 |", "|---|---|---|"]
+    for label, a, b in comparisons:
+        lines.append(f"| {label} | {paired(a, b, 'test_mAP')} | {paired(a, b, 'localization_error_top5')} |")
     if training:
         lines += [
             "",
