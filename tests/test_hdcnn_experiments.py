@@ -8,7 +8,7 @@ import pathlib
 import pytest
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
-TOY = ["--coarse", "2", "--limit", "200", "--block-epochs", "1", "--fine-epochs", "1",
+TOY = ["--coarse", "2", "--limit", "100", "--block-epochs", "1", "--fine-epochs", "1",
        "--finetune-epochs", "1", "--validation-fraction", "0.2", "--betas", "inf,1",
        "--compression", "2x8", "--timing-images", "32", "--timing-repeats", "1"]
 
@@ -72,7 +72,7 @@ def test_cifar100_path_through_tfds_offline(tmp_path):
     import tensorflow as tf
 
     def balanced_cifar100(self, split, decoders=None, read_config=None, **kwargs):
-        count = 1000 if split.startswith("train") else 200  # every fine class, 10 / 2 times
+        count = 500 if split.startswith("train") else 100  # every fine class, 5 / 1 times
         images = np.random.default_rng(0).integers(0, 256, (count, 32, 32, 3), dtype=np.uint8)
         labels = np.arange(count) % 100
         return tf.data.Dataset.from_tensor_slices(
