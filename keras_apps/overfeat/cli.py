@@ -140,8 +140,6 @@ def _read_image(path: pathlib.Path):
 
 
 def _model(args):
-    import keras
-
     import keras_apps
     from keras_apps.overfeat import load_system
 
