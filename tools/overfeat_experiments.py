@@ -262,7 +262,7 @@ def evaluate_config(args, predictions, folder, val, test, scales) -> dict:
     minimum window score) by top-5 localization error -- then the test split once."""
     from keras_apps.overfeat import detect_predictions, localize_predictions
     from keras_apps.overfeat.metrics import detection_ap, localization_error
-    from keras_apps.overfeat.pipeline import choose_thresholds, ground_truth
+    from keras_apps.overfeat.pipeline import choose_thresholds
 
     num_classes = len(folder.class_names)
     val_pred, test_pred = predictions
@@ -286,7 +286,7 @@ def evaluate_config(args, predictions, folder, val, test, scales) -> dict:
     val_loc_error, loc_merge, min_score, distinct = best
     found = detect_predictions(test_pred, score_threshold=score_threshold, merge_threshold=merge_threshold,
                                background_class=num_classes, box_size_range=SIZE_RANGE, max_boxes=args.max_boxes)
-    ap = detection_ap(found, [ground_truth(r) for r in test[0]], num_classes)
+    ap = detection_ap(found, test[0], num_classes)
     guesses = localize_predictions(test_pred, top_k=5, classes_per_scale=5, merge_threshold=loc_merge,
                                    min_score=min_score, background_class=num_classes, box_size_range=SIZE_RANGE,
                                    distinct_classes=distinct, max_boxes=args.max_boxes)
@@ -305,17 +305,26 @@ def evaluate_config(args, predictions, folder, val, test, scales) -> dict:
     }
 
 
-def window_test_error(args, classifier, folder, test, seed) -> float:
-    """Top-1 error of the classifier on windows of the test images (sampled as the training
-    windows, seed ``20000 + seed``), single view."""
+def _test_windows(args, classifier, folder, test, seed):
+    """``(windows, field of view)``: the test images' windows, sampled as the training
+    windows with seed ``20000 + seed``."""
     from keras_apps.overfeat import dense_geometry, to_dense
-    from keras_apps.overfeat.windows import crop_windows, sample_windows
+    from keras_apps.overfeat.windows import sample_windows
 
     geometry = dense_geometry(to_dense(classifier))
     fov, stride = int(geometry.field_of_view[0]), int(geometry.stride[0])
     windows = sample_windows(test[0], num_classes=len(folder.class_names), field_of_view=fov, stride=stride,
                              scales=args.train_scales, size_range=SIZE_RANGE, max_per_class=args.max_per_class,
                              background_per_image=args.background_per_image, seed=20_000 + seed)
+    return windows, fov
+
+
+def window_test_error(args, classifier, folder, test, seed) -> float:
+    """Top-1 error of the classifier on windows of the test images (sampled as the training
+    windows, seed ``20000 + seed``), single view."""
+    from keras_apps.overfeat.windows import crop_windows
+
+    windows, fov = _test_windows(args, classifier, folder, test, seed)
     crops = crop_windows(test[1], windows, fov)
     scores = classifier.predict(_preprocess(crops), batch_size=args.batch_size, verbose=0)
     return float(np.mean(np.argmax(scores, -1) != windows["label"]))
@@ -334,14 +343,10 @@ def classification_record(args, classifier, folder, test, seed) -> dict:
     alone (the window itself), by 10-view averaging (4 corners + centre of 221 px, flipped)
     and densely at 3 scales with flips and offset pooling (spatial max per class, averaged);
     top-1 error of each."""
-    from keras_apps.overfeat import dense_geometry, multi_scale_scores, ten_view_scores, to_dense, top_k_error
-    from keras_apps.overfeat.windows import Windows, crop_windows, sample_windows
+    from keras_apps.overfeat import multi_scale_scores, ten_view_scores, to_dense, top_k_error
+    from keras_apps.overfeat.windows import Windows, crop_windows
 
-    geometry = dense_geometry(to_dense(classifier))
-    fov, stride = int(geometry.field_of_view[0]), int(geometry.stride[0])
-    windows = sample_windows(test[0], num_classes=len(folder.class_names), field_of_view=fov, stride=stride,
-                             scales=args.train_scales, size_range=SIZE_RANGE, max_per_class=args.max_per_class,
-                             background_per_image=args.background_per_image, seed=20_000 + seed)
+    windows, fov = _test_windows(args, classifier, folder, test, seed)
     side = int(round(fov * CONTEXT))
     centre = (windows["window"][:, :2] + windows["window"][:, 2:]) / 2
     half = (windows["window"][:, 2:3] - windows["window"][:, 0:1]) * CONTEXT / 2

@@ -31,6 +31,7 @@ import tensorflow as tf
 
 from keras_apps.overfeat.dense import to_dense, window_boxes
 from keras_apps.overfeat.merge import greedy_merge
+from keras_apps.overfeat.regression import decode_boxes
 
 __all__ = [
     "dense_predictions",
@@ -161,7 +162,6 @@ def dense_predictions(
                     f"images, which the network cannot evaluate: {error}"
                 ) from None
             sy, sx = size[0] / original[0], size[1] / original[1]
-            side = windows[..., 2] - windows[..., 0]
             for start in range(0, len(members), batch_size):
                 chunk = members[start:start + batch_size]
                 batch = np.stack([images[i] for i in chunk]).astype(np.float32)
@@ -177,13 +177,7 @@ def dense_predictions(
                     boxes = None
                     if targets is not None:
                         t = targets[k].reshape(*targets[k].shape[:2], -1, 4)
-                        cx = ((win[..., 0] + win[..., 2]) / 2)[..., None]
-                        cy = ((win[..., 1] + win[..., 3]) / 2)[..., None]
-                        f = side[..., None]
-                        boxes = _proper(np.stack(
-                            [cx + t[..., 0] * f, cy + t[..., 1] * f, cx + t[..., 2] * f, cy + t[..., 3] * f],
-                            axis=-1,
-                        ))
+                        boxes = _proper(decode_boxes(t, win[..., None, :]))
                     if flip:
                         s = s[:, ::-1]
                         win = win[:, ::-1].copy()

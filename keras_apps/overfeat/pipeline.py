@@ -46,7 +46,7 @@ from keras_apps.overfeat.regression import (
 )
 from keras_apps.overfeat.windows import crop_windows, sample_windows
 
-__all__ = ["OverFeatResult", "choose_thresholds", "fit", "ground_truth", "window_dataset"]
+__all__ = ["OverFeatResult", "choose_thresholds", "fit", "window_dataset"]
 
 #: Training scales of :func:`fit` (factors of the image size): BCCD's cells (platelets ~40 px,
 #: red cells ~110, white cells ~200 on 640x480 images) each fill 30-100% of the 221-px window
@@ -69,17 +69,6 @@ class OverFeatResult:
     windows: dict
     metrics: dict
     output_dir: pathlib.Path
-
-
-def ground_truth(record) -> dict:
-    """A VOC record as :func:`keras_apps.overfeat.detection_ap` reads its ground truth."""
-    out = {
-        "boxes": np.asarray(record["boxes"], np.float32).reshape(-1, 4),
-        "classes": np.asarray(record["classes"], np.int32).reshape(-1),
-    }
-    if record.get("difficult") is not None:
-        out["difficult"] = np.asarray(record["difficult"], bool).reshape(-1)
-    return out
 
 
 def window_dataset(crops, targets, *, batch_size, preprocessing="torch", shuffle=False, seed=0,
@@ -127,14 +116,13 @@ def choose_thresholds(system, images, records, num_classes, *, scales, score_thr
     if predictions is None:
         predictions = dense_predictions(system, images, scales, preprocess=preprocess,
                                         offset_pooling=offset_pooling)
-    truths = [ground_truth(r) for r in records]
     best = None
     for score_threshold in score_thresholds:
         for merge_threshold in merge_thresholds:
             found = detect_predictions(predictions, score_threshold=score_threshold,
                                        merge_threshold=merge_threshold, background_class=num_classes,
                                        box_size_range=box_size_range, max_boxes=max_boxes)
-            value = detection_ap(found, truths, num_classes)["mAP"]
+            value = detection_ap(found, records, num_classes)["mAP"]  # records carry boxes, classes, difficult
             value = -1.0 if not np.isfinite(value) else value
             if best is None or value > best[0]:
                 best = (float(value), float(score_threshold), float(merge_threshold))

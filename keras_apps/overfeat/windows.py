@@ -27,20 +27,16 @@ import numbers
 import numpy as np
 import tensorflow as tf
 
+from keras_apps.overfeat.boxes import area, intersection
+
 __all__ = ["Windows", "box_coverage", "crop_windows", "sample_windows"]
 
 
 def box_coverage(boxes, windows):
     """Share of each box's area inside each window: ``(n_boxes, n_windows)``."""
-    boxes = np.asarray(boxes, np.float64).reshape(-1, 4)
-    windows = np.asarray(windows, np.float64).reshape(-1, 4)
-    x1 = np.maximum(boxes[:, None, 0], windows[None, :, 0])
-    y1 = np.maximum(boxes[:, None, 1], windows[None, :, 1])
-    x2 = np.minimum(boxes[:, None, 2], windows[None, :, 2])
-    y2 = np.minimum(boxes[:, None, 3], windows[None, :, 3])
-    inter = np.clip(x2 - x1, 0, None) * np.clip(y2 - y1, 0, None)
-    area = (boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1])
-    return inter / np.maximum(area, 1e-12)[:, None]
+    boxes = np.asarray(boxes, np.float32).reshape(-1, 4)
+    windows = np.asarray(windows, np.float32).reshape(-1, 4)
+    return intersection(boxes, windows) / np.maximum(area(boxes), 1e-12)[:, None]
 
 
 class Windows(dict):
