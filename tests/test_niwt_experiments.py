@@ -42,3 +42,37 @@ def test_toy_run_writes_every_record_and_the_table(tmp_path):
     before = (output / "niwt-split0.json").read_text()
     experiments.main(args)  # finished splits are skipped
     assert (output / "niwt-split0.json").read_text() == before
+
+
+def test_toy_awa2_run_from_an_image_folder(tmp_path):
+    """The AwA2 path (xlsa17's classes, images from an AwA2-style folder) on tiny generated JPEGs."""
+    import numpy as np
+    import tensorflow as tf
+
+    from keras_apps.data import DatasetNotFoundError
+    from keras_apps.niwt import data as zsl
+
+    try:
+        attributes = zsl.load_awa2()
+    except DatasetNotFoundError as error:
+        pytest.skip(f"AwA2 attribute files not in ../shared/data/zsl/awa2 ({error})")
+    import niwt_experiments as experiments
+
+    rng = np.random.RandomState(0)
+    for k, name in enumerate(attributes.class_names):
+        folder = tmp_path / "awa2" / "JPEGImages" / name
+        folder.mkdir(parents=True)
+        for i in range(6):
+            pixels = np.clip(rng.normal(40 + 3 * k, 30, (16, 16, 3)), 0, 255).astype("uint8")
+            (folder / f"{name}_{i:04d}.jpg").write_bytes(tf.io.encode_jpeg(pixels).numpy())
+    output = tmp_path / "results"
+    experiments.main([
+        "--data", "awa2", "--data-dir", str(tmp_path / "awa2"), "--splits", "0", "--image-size", "16",
+        "--epochs", "1", "--limit", "3", "--widths", "4,4,8", "--fc-units", "8", "--importance-images", "2",
+        "--validation-unseen", "2", "--ale-epochs", "1", "--max-steps", "45", "--lams", "0,0.1",
+        "--niwt-learning-rates", "0.01", "--work", str(tmp_path / "work"), "--output", str(output)])
+    niwt = json.loads((output / "niwt-split0.json").read_text())
+    assert niwt["data"] == "awa2" and sorted(niwt["unseen"]) == sorted(attributes.unseen)
+    assert sorted(niwt["validation_classes"]) == sorted(attributes.validation)
+    assert niwt["explanations"]
+    assert (output / "README.md").read_text().startswith("# NIWT on AwA2")

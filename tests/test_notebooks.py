@@ -34,6 +34,11 @@ TOY_SIZES = {
          "'--limit', '200', '--block-epochs', '1', '--coarse', '2',"),
         ("'--betas', 'inf,2,1', '--timing-images', '100',", "'--betas', 'inf,1', '--timing-images', '32',"),
     ],
+    "niwt": [
+        ("classes=seen, epochs=4, limit=400 * len(seen),", "classes=seen, epochs=1, limit=30 * len(seen),"),
+        ("validation_fraction=0.1, limit=100 * len(seen))", "validation_fraction=0.1, limit=10 * len(seen))"),
+        ("unseen=unseen, limit=2000)", "unseen=unseen, limit=200)"),
+    ],
     "overfeat": [
         ("epochs=3,\n", "epochs=1,\n"),
         ("regressor_epochs=2, limit=30,", "regressor_epochs=1, limit=10,"),

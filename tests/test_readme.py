@@ -139,3 +139,20 @@ def test_readme_overfeat_block_runs(tmp_path):
     assert out.returncode == 0, out.stderr[-3000:]
     assert (tmp_path / "runs" / "overfeat" / "system.keras").is_file()
     assert "['RBC', 'WBC', 'Platelets']" in out.stdout
+
+
+@pytest.mark.slow
+def test_readme_niwt_block_runs(tmp_path):
+    from keras_apps.data import cifar10
+
+    if cifar10.find_shards(REPO.parent / "shared" / "data")[0] is None:
+        pytest.skip("CIFAR-10 JPEG shards are not in ../shared/data (see ../shared/data/PROVENANCE.md)")
+    code = _shrunk(_python_block("NIWT"), [
+        ("epochs=3, limit=300,", "epochs=1, limit=40,"), ("importance_images=50,", "importance_images=10,"),
+    ])
+    out = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True,
+                         timeout=900, env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2",
+                                           "KERAS_APPS_DATA": str(REPO.parent / "shared" / "data")})
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert (tmp_path / "runs" / "niwt" / "niwt.keras").is_file()
+    assert "(None, 10)" in out.stdout

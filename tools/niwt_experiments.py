@@ -29,7 +29,16 @@ resume. ``--table`` rebuilds ``README.md`` from the JSON files alone.
 
     python tools/niwt_experiments.py                       # what results/niwt/cifar10 holds
     python tools/niwt_experiments.py --table
-    # AwA2 / CUB images on a user's machine: see keras_apps.niwt.data.zsl_images and niwt.fit
+    # AwA2 / CUB with their images on your machine (keras_apps.niwt.data.zsl_images: AwA2's
+    # JPEGImages/ folder, CUB's CUB_200_2011/images/ or tfds caltech_birds2011): xlsa17's
+    # proposed seen/unseen classes (validation: xlsa17's 13 AwA2 classes, else a seeded 20%
+    # of the seen ones), split ids are seeds; e.g. the paper's setting on a GPU:
+    python tools/niwt_experiments.py --data awa2 --data-dir ~/data/Animals_with_Attributes2 \\
+        --backbone vgg16 --weights imagenet --layer block5_conv3 --image-size 224 --limit 0 \\
+        --epochs 10 --learning-rate 0.001 --importance-images 100 --test-limit 0
+
+On AwA2 / CUB the "train" / "test" splits are those of :func:`keras_apps.niwt.data.zsl_images`
+(an image folder's stratified 80/20 split, or CUB's own split), not xlsa17's image lists.
 """
 
 from __future__ import annotations
@@ -69,56 +78,118 @@ SPLITS = {
 }
 
 
-def phase_classes(split: int, phase: str, num_classes: int = 10):
+def dataset(args):
+    """``(attributes, splits)`` of ``args.data``: CIFAR-10 with the project's attributes and
+    :data:`SPLITS`; AwA2 / CUB with their attribute files and xlsa17's proposed seen/unseen
+    classes (every split id a seed; validation classes: xlsa17's where known (AwA2), else a
+    seeded 20% of the seen classes)."""
+    if getattr(args, "_dataset", None) is None:
+        from keras_apps.niwt import data as zsl
+        from keras_apps.niwt.attributes import cifar10_attributes
+
+        if args.data == "cifar10":
+            args._dataset = cifar10_attributes(), SPLITS
+        else:
+            attributes = (zsl.load_awa2 if args.data == "awa2" else zsl.load_cub)(args.attributes_dir)
+            splits = {}
+            for split in (int(v) for v in args.splits.split(",")):
+                validation = attributes.validation or tuple(sorted(np.random.RandomState(split).choice(
+                    attributes.seen, max(1, round(0.2 * len(attributes.seen))), replace=False).tolist()))
+                splits[split] = {"unseen": tuple(attributes.unseen), "validation": tuple(validation)}
+            args._dataset = attributes, splits
+    return args._dataset
+
+
+def phase_classes(args, split: int, phase: str):
     """(seen, unseen) class ids of a split's ``"validation"`` or ``"final"`` phase."""
-    spec = SPLITS[split]
-    seen = [c for c in range(num_classes) if c not in spec["unseen"]]
+    attributes, splits = dataset(args)
+    spec = splits[split]
+    seen = [c for c in range(len(attributes.class_names)) if c not in spec["unseen"]]
     if phase == "final":
         return seen, list(spec["unseen"])
     return [c for c in seen if c not in spec["validation"]], list(spec["validation"])
 
 
-def train_backbone(args, split: int, phase: str):
-    from keras_apps import training
+def _zsl_images(args, split, classes, **kwargs):
+    from keras_apps.niwt.data import zsl_images
+
+    return zsl_images(args.data, split, class_ids=list(classes), attributes=dataset(args)[0],
+                      data_dir=args.data_dir, image_size=args.image_size, **kwargs)
+
+
+def build_backbone(args, classes: int):
+    import keras_apps
     from keras_apps.niwt.models import vgg_niwt_cifar
 
-    seen, _ = phase_classes(split, phase)
+    if args.backbone == "vgg_niwt_cifar":
+        shape = (32, 32, 3) if args.data == "cifar10" else (args.image_size, args.image_size, 3)
+        return vgg_niwt_cifar(classes, input_shape=shape, widths=args.widths, fc_units=args.fc_units)
+    if args.weights:  # the pretrained network with a fresh classifier of the seen classes
+        from keras_apps.growth import transfer
+
+        return transfer(keras_apps.build(args.backbone, weights=args.weights), classes=classes, keep_source=False)
+    return keras_apps.build(args.backbone, classes=classes, input_shape=(args.image_size, args.image_size, 3))
+
+
+def train_backbone(args, split: int, phase: str):
+    import tensorflow as tf
+
+    from keras_apps import training
+
+    seen, _ = phase_classes(args, split, phase)
 
     def build():
-        return vgg_niwt_cifar(len(seen), widths=args.widths, fc_units=args.fc_units)
+        return build_backbone(args, len(seen))
 
-    build.__name__ = "vgg_niwt_cifar"
+    build.__name__ = args.backbone
     folder = pathlib.Path(args.work) / f"split{split}" / phase
     if (folder / "metrics.json").is_file():  # finished: training.fit keeps it, we reuse it
         return training.load_model(folder / "model.keras")
-    return training.fit(
-        build, "cifar10", classes=seen, epochs=args.epochs, batch_size=args.batch_size,
-        learning_rate=args.learning_rate, limit=args.limit * len(seen) if args.limit else None,
-        validation_fraction=args.validation_fraction, seed=split, output_dir=folder, verbose=2,
-    ).model
+    common = dict(epochs=args.epochs, batch_size=args.batch_size, learning_rate=args.learning_rate, seed=split,
+                  output_dir=folder, verbose=2)
+    limit = args.limit * len(seen) if args.limit else None
+    if args.data == "cifar10":
+        return training.fit(build, "cifar10", classes=seen, limit=limit, data_dir=args.data_dir,
+                            validation_fraction=args.validation_fraction, **common).model
+    local = np.full(len(dataset(args)[0].class_names), -1, "int32")
+    local[seen] = np.arange(len(seen))
+    table = tf.constant(local)
+    pair = []
+    for subset in ("training", "validation"):
+        ds, _ = _zsl_images(args, "train", seen, subset=subset, validation_fraction=args.validation_fraction,
+                            batch_size=args.batch_size, seed=split, limit=limit if subset == "training" else None)
+        pair.append(ds.map(lambda x, y: (x, tf.gather(table, y))))
+    return training.fit(build, tuple(pair), **common).model
 
 
-def _arrays(data_dir, split, classes, **kwargs):
-    from keras_apps.niwt.pipeline import load_arrays
+def _arrays(args, split, classes, **kwargs):
+    """(images, global labels, info) of ``classes``, unshuffled and unaugmented."""
+    if args.data == "cifar10":
+        from keras_apps.niwt.pipeline import load_arrays
 
-    images, labels, _ = load_arrays("cifar10", split, classes=classes, data_dir=data_dir, **kwargs)
-    return images, np.asarray(classes)[labels]
+        images, labels, info = load_arrays("cifar10", split, classes=classes, data_dir=args.data_dir, **kwargs)
+        return images, np.asarray(classes)[labels], info
+    ds, info = _zsl_images(args, split, classes, augment=False, shuffle=False, batch_size=64, **kwargs)
+    batches = [(x.numpy(), y.numpy()) for x, y in ds]
+    if not batches:
+        raise ValueError(f"{args.data} split {split!r} has no images of classes {list(classes)}.")
+    return np.concatenate([b[0] for b in batches]), np.concatenate([b[1] for b in batches]).astype("int64"), info
 
 
 def phase_data(args, split: int, phase: str):
     """Images (global labels) of a phase: the importance / baseline training pool of the seen
     classes, and the evaluation images (validation: held-out seen + validation-class
-    training images; final: the test split)."""
-    seen, unseen = phase_classes(split, phase)
+    training images; final: the test split), and the evaluation images' DatasetInfo."""
+    seen, unseen = phase_classes(args, split, phase)
     carve = dict(validation_fraction=args.validation_fraction)
-    pool = _arrays(args.data_dir, "train", seen, subset="training", limit=args.importance_images * len(seen), **carve)
+    pool = _arrays(args, "train", seen, subset="training", limit=args.importance_images * len(seen), **carve)[:2]
     if phase == "final":
-        evaluation = _arrays(args.data_dir, "test", sorted(seen + unseen), limit=args.test_limit or None)
+        *evaluation, info = _arrays(args, "test", sorted(seen + unseen), limit=args.test_limit or None)
     else:
-        held_out = _arrays(args.data_dir, "train", seen, subset="validation", **carve)
-        novel = _arrays(args.data_dir, "train", unseen, limit=args.validation_unseen * len(unseen))
-        evaluation = tuple(np.concatenate(pair) for pair in zip(held_out, novel))
-    return seen, unseen, pool, evaluation
+        held_out = _arrays(args, "train", seen, subset="validation", **carve)
+        novel = _arrays(args, "train", unseen, limit=args.validation_unseen * len(unseen))
+        evaluation, info = [np.concatenate(pair) for pair in zip(held_out[:2], novel[:2])], held_out[2]
+    return seen, unseen, pool, tuple(evaluation), info
 
 
 def _features(model, images):
@@ -132,15 +203,15 @@ def run_phase(args, split: int, phase: str, chosen=None) -> dict:
     """Every method's metrics in one phase: a grid per method (validation phase), or the
     chosen settings + the lambda sweep (final phase)."""
     from keras_apps.niwt.baselines import ALE, AttributeRegression
-    from keras_apps.niwt.attributes import cifar10_attributes
     from keras_apps.niwt.importance import fit_importance_mapping, neuron_importance
     from keras_apps.niwt.metrics import gzsl_metrics
-    from keras_apps.niwt.models import IMPORTANCE_LAYER
+    from keras_apps.niwt.pipeline import default_layer
     from keras_apps.niwt.transfer import add_unseen_classes
 
-    attributes = cifar10_attributes().matrix
+    attributes = dataset(args)[0].matrix
     backbone = train_backbone(args, split, phase)
-    seen, unseen, (pool_x, pool_y), (eval_x, eval_y) = phase_data(args, split, phase)
+    layer = args.layer or default_layer(backbone)
+    seen, unseen, (pool_x, pool_y), (eval_x, eval_y), info = phase_data(args, split, phase)
     local = np.searchsorted(seen, pool_y)  # the network's output index of each pool image
 
     classes = sorted(seen + unseen)  # the phase's joint label space, column k = classes[k]
@@ -171,8 +242,8 @@ def run_phase(args, split: int, phase: str, chosen=None) -> dict:
             out[method][json.dumps(setting)] = score(model.scores(eval_features, attributes)[:, classes])
 
     started = time.time()
-    importances = neuron_importance(backbone, IMPORTANCE_LAYER, pool_x, local)
-    mapping = fit_importance_mapping(attributes[seen], importances, local, seed=split, layer=IMPORTANCE_LAYER)
+    importances = neuron_importance(backbone, layer, pool_x, local)
+    mapping = fit_importance_mapping(attributes[seen], importances, local, seed=split, layer=layer)
     out["mapping"] = {"best_step": mapping.best_step, "validation_classes": [seen[c] for c in mapping.validation_classes],
                       "validation_rank_correlation": max((h.get("validation_rank_correlation", float("nan"))
                                                           for h in mapping.history), default=None)}
@@ -190,21 +261,18 @@ def run_phase(args, split: int, phase: str, chosen=None) -> dict:
     if phase == "final" and split == args.explain_split and args.explanations:
         best = add_unseen_classes(backbone, attributes[unseen], mapping, pool_x, seed=split, seen_ids=seen,
                                   unseen_ids=unseen, max_steps=args.max_steps, **chosen["niwt"])
-        out["explanations"] = write_explanations(args, best, mapping, eval_x, eval_y, seen, unseen)
+        out["explanations"] = write_explanations(args, best, mapping, layer, eval_x, eval_y, info, seen, unseen)
     return out
 
 
-def write_explanations(args, model, mapping, images, labels, seen, unseen):
+def write_explanations(args, model, mapping, layer, images, labels, info, seen, unseen):
     """Grad-CAM + textual explanations of the model's decision on the first correctly
     classified test image of each unseen class and of one seen class (the class's first
     image when none is), as pictures under ``<output>/explanations``."""
     from keras_apps import data
-    from keras_apps.niwt.attributes import cifar10_attributes
     from keras_apps.niwt.explain import explain
-    from keras_apps.niwt.models import IMPORTANCE_LAYER
 
-    attributes = cifar10_attributes()
-    _, info = data.load("cifar10", "test", batch_size=1, data_dir=args.data_dir)
+    attributes = dataset(args)[0]
     predicted = model.predict(images, batch_size=256, verbose=0).argmax(axis=1)
     folder = pathlib.Path(args.output) / "explanations"
     written = []
@@ -215,7 +283,7 @@ def write_explanations(args, model, mapping, images, labels, seen, unseen):
         index = int(hits[0])
         raw = np.clip(data.denormalize(images[index], info), 0, 255).astype("uint8")
         name = attributes.class_names[class_id]
-        result = explain(model, raw, layer=IMPORTANCE_LAYER, mapping=mapping,
+        result = explain(model, raw, layer=layer, mapping=mapping,
                          attribute_names=attributes.attribute_names, class_names=attributes.class_names,
                          preprocess=lambda picture: data.normalize(picture.astype("float32"), info),
                          path=folder / f"{'unseen' if class_id in unseen else 'seen'}_{name}.png", overwrite=True)
@@ -252,7 +320,8 @@ def run_split(args, split: int) -> None:
     chosen = choose(validation)
     final = run_phase(args, split, "final", chosen)
     common = {"split": split, "seen": final["seen"], "unseen": final["unseen"],
-              "validation_classes": list(SPLITS[split]["validation"]), "test_images": final["images"],
+              "data": args.data, "validation_classes": list(dataset(args)[1][split]["validation"]),
+              "test_images": final["images"],
               "mapping": final["mapping"], "scale": scale(args)}
     for method in METHODS:
         setting = "default" if method == "seen_only" else json.dumps(chosen[method])
@@ -286,10 +355,12 @@ def _mean_std(values):
 def table(output: pathlib.Path) -> str:
     rows = {m: sorted(output.glob(f"{m}-split*.json")) for m in METHODS}
     records = {m: [json.loads(p.read_text()) for p in paths] for m, paths in rows.items()}
-    lines = ["# NIWT on CIFAR-10 (generalised zero-shot, joint label space)", "",
+    data = next((r.get("data", "cifar10") for rs in records.values() for r in rs), "cifar10")
+    title = {"cifar10": "CIFAR-10", "awa2": "AwA2", "cub": "CUB-200-2011"}.get(data, data)
+    lines = [f"# NIWT on {title} (generalised zero-shot, joint label space)", "",
              "Written by `tools/niwt_experiments.py --table` from the JSON files here. Mean ± standard deviation "
              "over the seen/unseen splits (`SPLITS` in the script), per-class mean top-1 accuracy (%) on the "
-             "CIFAR-10 test split; every method's setting chosen by validation H (see the script's docstring).", "",
+             "test split; every method's setting chosen by validation H (see the script's docstring).", "",
              "| method | splits | acc_s | acc_u | H | chosen settings |", "|---|---|---|---|---|---|"]
     for method in METHODS:
         rs = records[method]
@@ -318,7 +389,14 @@ def table(output: pathlib.Path) -> str:
 
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--splits", default="0,1,2")
+    p.add_argument("--data", default="cifar10", choices=("cifar10", "awa2", "cub"),
+                   help="cifar10 (../shared/data), or AwA2 / CUB images on your machine (--data-dir)")
+    p.add_argument("--splits", default="0,1,2", help="CIFAR-10: SPLITS ids; AwA2 / CUB: seeds of xlsa17's split")
+    p.add_argument("--backbone", default="vgg_niwt_cifar", help="vgg_niwt_cifar or a registered model")
+    p.add_argument("--weights", default=None, help="registered backbones: e.g. imagenet")
+    p.add_argument("--layer", default=None, help="importance layer (default: block3_conv2 / the last conv)")
+    p.add_argument("--image-size", type=int, default=224, help="AwA2 / CUB image size")
+    p.add_argument("--attributes-dir", default=None, help="where zsl/awa2, zsl/cub are (default: data roots)")
     p.add_argument("--epochs", type=int, default=12)
     p.add_argument("--batch-size", type=int, default=128)
     p.add_argument("--learning-rate", type=float, default=0.05)
@@ -338,12 +416,13 @@ def main(argv=None):
     p.add_argument("--explain-split", type=int, default=0, help="the split whose final model is explained")
     p.add_argument("--data-dir", default=None)
     p.add_argument("--work", default="runs/niwt_experiments")
-    p.add_argument("--output", default="results/niwt/cifar10")
+    p.add_argument("--output", default=None, help="where the JSON files go (default results/niwt/<data>)")
     p.add_argument("--table", action="store_true", help="only rebuild README.md from the JSON files")
     args = p.parse_args(argv)
     args.widths = tuple(int(w) for w in args.widths.split(","))
     args.lams = tuple(float(v) for v in args.lams.split(","))
     args.niwt_learning_rates = tuple(float(v) for v in args.niwt_learning_rates.split(","))
+    args.output = args.output or f"results/niwt/{args.data}"
     output = pathlib.Path(args.output)
     if not args.table:
         for split in (int(s) for s in args.splits.split(",")):
