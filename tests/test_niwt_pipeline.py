@@ -108,3 +108,9 @@ def test_cli_fit_bad_input(tmp_path, capsys):
     assert "no class-attribute matrix named 'digits'" in capsys.readouterr().err
     assert main(["niwt", "evaluate", "--run", str(tmp_path / "nothing")]) != 0
     assert "is not a finished NIWT run" in capsys.readouterr().err
+
+
+def test_mapping_validation_classes_must_be_seen(tmp_path):
+    with pytest.raises(ValueError, match=r"`mapping_validation_classes` \[3\] are not seen classes"):
+        niwt.fit(_tiny_network, "digits", attributes=_segments(), unseen=(3, 8), mapping_validation_classes=[3],
+                 output_dir=tmp_path)

@@ -12,7 +12,7 @@ classes: resumable, a finished one is kept), ``mapping.npz`` (:class:`Importance
 ``niwt.keras`` (the extended model, output column k = class k) and ``niwt.json`` (class and
 attribute names, seen/unseen ids, layer, preprocessing, settings, metrics). A finished run
 with the same settings is loaded instead of recomputed; other settings are refused unless
-``overwrite=True``.
+``overwrite=True``, which deletes the old run (its seen-class network too) first.
 """
 
 from __future__ import annotations
@@ -20,6 +20,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import pathlib
+import shutil
 
 import keras
 import numpy as np
@@ -213,9 +214,14 @@ def fit(model="vgg_niwt_cifar", data="cifar10", *, attributes=None, unseen=(3, 9
         seen_model = keras.saving.load_model(output_dir / "seen" / "model.keras", safe_mode=True) \
             if (output_dir / "seen" / "model.keras").is_file() else None
         return NIWTResult(model_, seen_model, mapping, saved["settings"], saved["metrics"], output_dir)
-    if overwrite:
+    if mapping_validation_classes is not None:
+        outside = sorted(set(int(c) for c in mapping_validation_classes) - set(seen))
+        if outside:
+            raise ValueError(f"`mapping_validation_classes` {outside} are not seen classes (seen: {seen}).")
+    if overwrite:  # everything of the old run goes, the seen-class network too
         for stale in ("niwt.json", "niwt.keras", "mapping.npz"):
             (output_dir / stale).unlink(missing_ok=True)
+        shutil.rmtree(output_dir / "seen", ignore_errors=True)
     output_dir.mkdir(parents=True, exist_ok=True)
     seen_model = _seen_network(model, data, seen, output_dir=output_dir / "seen", epochs=epochs,
                                batch_size=batch_size, learning_rate=backbone_learning_rate, limit=limit,
