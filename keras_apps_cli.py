@@ -59,6 +59,7 @@ import fnmatch
 import importlib
 import importlib.metadata
 import importlib.util
+import math
 import json
 import logging
 import os
@@ -172,6 +173,41 @@ def _positive_int(text: str) -> int:
     if value < 1:
         raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
     return value
+
+
+def _positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not (value > 0 and math.isfinite(value)):
+        raise argparse.ArgumentTypeError(f"expected a finite number > 0, got {text!r}")
+    return value
+
+
+def _non_negative_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not (value >= 0 and math.isfinite(value)):
+        raise argparse.ArgumentTypeError(f"expected a finite number >= 0, got {text!r}")
+    return value
+
+
+def _read_image(path):
+    """An image file (JPEG, PNG, BMP, GIF) as a uint8 RGB array, for the plug-in commands."""
+    import numpy as np
+    import tensorflow as tf
+
+    path = pathlib.Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"No image file at {path}.")
+    try:
+        image = tf.io.decode_image(tf.io.read_file(str(path)), channels=3, expand_animations=False)
+    except tf.errors.InvalidArgumentError:
+        raise ValueError(f"{path} is not a JPEG, PNG, BMP or GIF image.") from None
+    return np.asarray(image)
 
 
 def _fraction(text: str) -> float:

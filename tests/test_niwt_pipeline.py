@@ -101,7 +101,7 @@ def test_cli_evaluate_and_explain(run, tmp_path, capsys):
 
 def test_cli_fit_bad_input(tmp_path, capsys):
     assert main(["niwt", "fit", "--lam", "-1"]) != 0
-    assert "expected a number >= 0, got '-1'" in capsys.readouterr().err
+    assert "expected a finite number >= 0, got '-1'" in capsys.readouterr().err
     assert main(["niwt", "fit", "--unseen", "a,b"]) != 0
     assert "expected comma-separated class ids" in capsys.readouterr().err
     assert main(["niwt", "fit", "--data", "digits", "--output", str(tmp_path / "run")]) != 0

@@ -33,7 +33,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import os
 import pathlib
 import re
@@ -45,6 +44,8 @@ from keras_apps_cli import (
     CHANNEL_CHOICES,
     LR_SCHEDULES,
     _fraction,
+    _non_negative_float,
+    _positive_float,
     _positive_int,
     _shape,
 )
@@ -81,26 +82,6 @@ def _scenario(text: str) -> str:
     raise argparse.ArgumentTypeError(
         f"unknown fine-tuning scenario {text!r}; choose {', '.join(SCENARIOS)} or <layer>-new"
     )
-
-
-def _positive_float(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        value = math.nan
-    if not (value > 0 and math.isfinite(value)):
-        raise argparse.ArgumentTypeError(f"expected a finite number > 0, got {text!r}")
-    return value
-
-
-def _non_negative_float(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        value = math.nan
-    if not (value >= 0 and math.isfinite(value)):
-        raise argparse.ArgumentTypeError(f"expected a finite number >= 0, got {text!r}")
-    return value
 
 
 def _epochs(text: str) -> int:

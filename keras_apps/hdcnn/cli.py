@@ -35,7 +35,7 @@ import os
 import pathlib
 import time
 
-from keras_apps_cli import STRATEGIES, _global_options, _positive_int
+from keras_apps_cli import STRATEGIES, _global_options, _non_negative_float, _positive_float, _positive_int
 
 __all__ = ["register", "run"]
 
@@ -57,26 +57,6 @@ def _coarse(text: str) -> int:
         raise argparse.ArgumentTypeError(
             f"K must be an integer >= 2 (coarse categories), got {text!r}"
         )
-    return value
-
-
-def _positive_float(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        value = math.nan
-    if not (value > 0 and math.isfinite(value)):
-        raise argparse.ArgumentTypeError(f"expected a finite number > 0, got {text!r}")
-    return value
-
-
-def _non_negative_float(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        value = math.nan
-    if not (value >= 0 and math.isfinite(value)):
-        raise argparse.ArgumentTypeError(f"expected a finite number >= 0, got {text!r}")
     return value
 
 

@@ -20,7 +20,7 @@ import argparse
 import json
 import pathlib
 
-from keras_apps_cli import _global_options, _positive_int
+from keras_apps_cli import _global_options, _non_negative_float, _positive_float, _positive_int, _read_image
 
 __all__ = ["register", "run"]
 
@@ -35,23 +35,6 @@ def _ids(text: str) -> tuple:
     if not values:
         raise argparse.ArgumentTypeError(f"expected at least one class id, got {text!r}")
     return values
-
-
-def _non_negative_float(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number >= 0, got {text!r}") from None
-    if not value >= 0:
-        raise argparse.ArgumentTypeError(f"expected a number >= 0, got {text!r}")
-    return value
-
-
-def _positive_float(text: str) -> float:
-    value = _non_negative_float(text)
-    if value == 0:
-        raise argparse.ArgumentTypeError(f"expected a number > 0, got {text!r}")
-    return value
 
 
 def register(parser: argparse.ArgumentParser) -> None:
@@ -96,19 +79,6 @@ def register(parser: argparse.ArgumentParser) -> None:
     p.add_argument("--top-k", type=_positive_int, default=5, help="attributes in each caption (default 5)")
     p.add_argument("--output", default="niwt_explain", help="folder for the pictures and explanations.json")
     p.add_argument("--overwrite", action="store_true", help="replace existing pictures / JSON")
-
-
-def _read_image(path: pathlib.Path):
-    import numpy as np
-    import tensorflow as tf
-
-    if not path.is_file():
-        raise FileNotFoundError(f"No image file at {path}.")
-    try:
-        image = tf.io.decode_image(tf.io.read_file(str(path)), channels=3, expand_animations=False)
-    except tf.errors.InvalidArgumentError:
-        raise ValueError(f"{path} is not a JPEG, PNG, BMP or GIF image.") from None
-    return np.asarray(image)
 
 
 def _preprocess(meta: dict):

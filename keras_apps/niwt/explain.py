@@ -26,29 +26,9 @@ import numpy as np
 import tensorflow as tf
 
 from keras_apps._atomic import atomic_file
-from keras_apps.niwt.importance import neuron_importance
+from keras_apps.niwt.importance import check_importance_layer, neuron_importance
 
 __all__ = ["grad_cam", "overlay", "textual_explanation", "explain"]
-
-
-def _spatial_layer(model: keras.Model, layer) -> None:
-    """Checks that ``layer`` names a layer of ``model`` with a (batch, h, w, channels) output."""
-    if not isinstance(layer, str):
-        raise ValueError(f"`layer` must be a layer name (str), got {layer!r}.")
-    try:
-        found = model.get_layer(layer)
-    except ValueError:
-        raise ValueError(f"`layer`={layer!r}: model {model.name!r} has no layer of that name.") from None
-    try:
-        shape = tuple(found.output.shape)
-    except (AttributeError, ValueError):
-        raise ValueError(f"`layer`={layer!r} has several outputs (it is used more than once); "
-                         "Grad-CAM needs a layer with one output.") from None
-    if len(shape) != 4:
-        raise ValueError(
-            f"`layer`={layer!r} outputs shape {shape}: Grad-CAM needs a layer with spatial axes, "
-            "output (batch, height, width, channels)."
-        )
 
 
 def _size(size, default) -> tuple[int, int]:
@@ -97,7 +77,7 @@ def grad_cam(model: keras.Model, layer: str, images, class_ids, *, logits_layer=
         ValueError: a layer without spatial axes (named, with its output shape), an unknown
             layer, images that are not a non-empty (n, H, W, C) batch, a bad ``size``.
     """
-    _spatial_layer(model, layer)
+    check_importance_layer(model, layer, spatial=True)
     images = np.asarray(images, dtype=np.float32)
     if images.ndim != 4 or images.shape[0] == 0:
         raise ValueError(f"`images` must be a non-empty batch (n, height, width, channels), got shape {images.shape}.")
@@ -253,7 +233,7 @@ def explain(model: keras.Model, image, *, layer: str, mapping, attribute_names, 
             raise FileExistsError(f"{path} exists; pass overwrite=True to replace it.")
     if preprocess is not None and not callable(preprocess):
         raise ValueError(f"`preprocess` must be a callable (picture -> model input), got {preprocess!r}.")
-    _spatial_layer(model, layer)
+    check_importance_layer(model, layer, spatial=True)
     picture = _rgb_uint8(image)
     x = np.asarray(preprocess(image) if preprocess is not None else image, dtype=np.float32)
     if x.ndim != 3:

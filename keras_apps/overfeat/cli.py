@@ -33,7 +33,7 @@ import argparse
 import json
 import pathlib
 
-from keras_apps_cli import _global_options, _positive_int
+from keras_apps_cli import _global_options, _positive_float, _positive_int, _read_image
 
 __all__ = ["register", "run"]
 
@@ -57,16 +57,6 @@ def _probability(text: str) -> float:
         raise argparse.ArgumentTypeError(f"expected a number in [0, 1], got {text!r}") from None
     if not 0 <= value <= 1:
         raise argparse.ArgumentTypeError(f"expected a number in [0, 1], got {text!r}")
-    return value
-
-
-def _positive_float(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number > 0, got {text!r}") from None
-    if not value > 0:
-        raise argparse.ArgumentTypeError(f"expected a number > 0, got {text!r}")
     return value
 
 
@@ -124,19 +114,6 @@ def register(parser: argparse.ArgumentParser) -> None:
                            help="a window's object probability needed (default: the settings, else 0.5)")
         p.add_argument("--output", default=None, help="folder for the pictures and predictions.json")
         p.add_argument("--overwrite", action="store_true", help="replace existing pictures / JSON")
-
-
-def _read_image(path: pathlib.Path):
-    import numpy as np
-    import tensorflow as tf
-
-    if not path.is_file():
-        raise FileNotFoundError(f"No image file at {path}.")
-    try:
-        image = tf.io.decode_image(tf.io.read_file(str(path)), channels=3, expand_animations=False)
-    except tf.errors.InvalidArgumentError:
-        raise ValueError(f"{path} is not a JPEG, PNG, BMP or GIF image.") from None
-    return np.asarray(image)
 
 
 def _model(args):
