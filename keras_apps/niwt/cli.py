@@ -87,6 +87,7 @@ def _preprocess(meta: dict):
     import numpy as np
     import tensorflow as tf
 
+    from keras_apps.data import normalize
     from keras_apps.data.channels import convert_channels
     from keras_apps.data.preprocessing import preprocess_images
 
@@ -97,7 +98,7 @@ def _preprocess(meta: dict):
         x = tf.image.resize(np.asarray(picture, np.float32), (height, width)).numpy()
         x = convert_channels(x, meta["image_shape"][2])
         if mode == "dataset":
-            return (x - np.asarray(meta["mean"], np.float32)) / np.asarray(meta["std"], np.float32)
+            return normalize(x, meta["mean"], meta["std"])
         return preprocess_images(x, mode)
 
     return preprocess

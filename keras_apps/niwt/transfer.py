@@ -74,7 +74,8 @@ def extend_classifier(model: keras.Model, weights, biases, *, logits_layer=None,
             ``("new", u)`` of length S + U (default: the old columns, then the new ones).
     """
     dense = _classifier(model, logits_layer)
-    kernel, bias = (np.asarray(v) for v in dense.get_weights()) if dense.use_bias else (dense.get_weights()[0], None)
+    current = dense.get_weights()
+    kernel, bias = current[0], (current[1] if dense.use_bias else None)
     weights = np.asarray(weights, dtype=kernel.dtype)
     biases = np.asarray(biases, dtype=kernel.dtype)
     if weights.ndim != 2 or weights.shape[0] != kernel.shape[0] or biases.shape != (weights.shape[1],):
