@@ -75,7 +75,7 @@ MODEL_INDEX = "_model_index.json"
 # Static copies, so that --help imports nothing heavy; tests/test_cli.py checks each against
 # the library (keras_apps.training.STRATEGIES, LR_SCHEDULES, PRECISIONS, keras_apps.export.FORMATS,
 # keras_apps.data.CHANNEL_CHOICES).
-STRATEGIES = ("auto", "mirrored", "one-device")
+STRATEGIES = ("auto", "mirrored", "one-device", "multi-worker")
 LR_SCHEDULES = ("constant", "step", "cosine")
 PRECISIONS = ("float32", "bfloat16", "float16")
 EXPORT_FORMATS = ("keras", "saved_model", "tflite", "tflite_int8", "serving")

@@ -5,7 +5,9 @@
 The first term is the sparse cross-entropy of the ``"predictions"`` output (probabilities);
 the second, the *coarse category consistency* term, keeps the mean coarse distribution of a
 mini-batch at its target t_k (:meth:`Hierarchy.coarse_targets`). It does not depend on the
-labels; as a Keras loss on the ``"coarse"`` output it ignores ``y_true``.
+labels; as a Keras loss on the ``"coarse"`` output it ignores ``y_true``. Under a
+``tf.distribute`` strategy with several replicas, the batch mean is that of the global batch
+(:func:`keras_apps.training.engine.global_batch_mean`), as on one device.
 """
 
 from __future__ import annotations
@@ -13,6 +15,8 @@ from __future__ import annotations
 import keras
 import numpy as np
 from keras import ops
+
+from keras_apps.training.engine import global_batch_mean
 
 __all__ = ["CoarseConsistencyLoss", "coarse_consistency_loss", "hdcnn_losses"]
 
@@ -43,7 +47,8 @@ def coarse_consistency_loss(coarse_probs, targets, lam):
         raise ValueError(
             f"`coarse_probs` has K={coarse_probs.shape[-1]} columns but {t.size} targets were given."
         )
-    mean = ops.mean(ops.cast(coarse_probs, "float32"), axis=0)
+    # the mini-batch mean: over the global batch when several replicas each hold a slice
+    mean = global_batch_mean(ops.cast(coarse_probs, "float32"))
     return 0.5 * lam * ops.sum(ops.square(ops.convert_to_tensor(t, "float32") - mean))
 
 

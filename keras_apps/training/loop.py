@@ -44,6 +44,7 @@ import tensorflow as tf
 from keras_apps import data as kdata
 from keras_apps import registry
 from keras_apps._atomic import atomic_file
+from keras_apps.training import engine
 from keras_apps.training.freezing import set_trainable
 from keras_apps.training.metrics import TopKAccuracy, top_k_accuracy
 from keras_apps.training.multipliers import with_lr_multipliers
@@ -562,7 +563,9 @@ def fit(
 
     created = not output_dir.exists()
     backup = output_dir / "backup"
-    _remove_staging(output_dir, backup, output_dir / "checkpoints")
+    chief = engine.is_chief(strategy)
+    if chief:
+        _remove_staging(output_dir, backup, output_dir / "checkpoints")
     state = None if overwrite else ResumeState.read(backup)
     start_epoch = state["epoch"] if state else 0
     keras.utils.set_random_seed(seed)
@@ -694,39 +697,40 @@ def fit(
                 "--overwrite) to start afresh, or choose another output_dir (CLI: --output DIR)."
             )
     try:
-        if overwrite and not created:
-            _clear_run(output_dir)  # only now that the new run's data and model are ready
-        output_dir.mkdir(parents=True, exist_ok=True)
-        atomic_write_text(output_dir / "config.json", json.dumps(config, indent=2) + "\n")
+        if chief:
+            if overwrite and not created:
+                _clear_run(output_dir)  # only now that the new run's data and model are ready
+            output_dir.mkdir(parents=True, exist_ok=True)
+            atomic_write_text(output_dir / "config.json", json.dumps(config, indent=2) + "\n")
         if state is not None:
             with strategy.scope():
                 net.optimizer.build(net.trainable_variables)
                 ResumeState.restore(net, backup, state)
         history = keras.callbacks.History()
         history_rows = state["history"] if state else []
-        all_callbacks = [
+        # In a cluster only the chief writes the run's files (the others hold the same state).
+        writers = [
             ResumeState(backup, output_dir / "history.csv", history_rows),
             keras.callbacks.TensorBoard(str(output_dir / "logs")),
             AtomicCheckpoint(output_dir / "checkpoints" / "last.keras"),
-            history,
-            *callbacks,
-        ]
+        ] if chief else []
+        all_callbacks = [*writers, history, *callbacks]
         if start_epoch < epochs:
-            net.fit(
-                train_ds,
-                epochs=epochs,
-                initial_epoch=start_epoch,
-                steps_per_epoch=steps,
-                validation_data=val_ds,
-                callbacks=all_callbacks,
-                shuffle=False,  # the tf.data pipeline shuffles
-                verbose=verbose,
+            engine.run_epochs(
+                net, train_ds, val_ds, strategy=strategy, epochs=epochs,
+                initial_epoch=start_epoch, steps_per_epoch=steps, callbacks=all_callbacks,
+                verbose=(1 if verbose == "auto" else verbose) if chief else 0,
             )
     except BaseException:
-        if created and ResumeState.read(backup) is None and output_dir.exists():
+        if chief and created and ResumeState.read(backup) is None and output_dir.exists():
             shutil.rmtree(output_dir)  # nothing finished: leave no empty run behind
         raise
 
+    if not chief:  # a worker of a cluster: the chief evaluates and saves the run
+        task_type, task_id = engine.cluster_task(strategy)
+        results = {"epochs": epochs, "task": f"{task_type}:{task_id}"}
+        return TrainResult(net, {k: list(v) for k, v in history.history.items()}, results,
+                           output_dir)
     inference = hints.get("inference_model")
     if inference is not None and isinstance(net.output, dict) and evaluation_output is None:
         net = inference(net)  # shares the trained weights
