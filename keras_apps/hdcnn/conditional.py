@@ -128,8 +128,15 @@ def _route(parts, images, beta):
     for k, fine in enumerate(parts.fine):
         coarse_k = coarse[:, k]
         rows = tf.where(tf.logical_or(coarse_k >= cut, tf.equal(top, k)))
-        compact = fine(tf.gather_nd(features, rows), training=False)
-        scattered = parts.scatter.scatter(k, tf.cast(compact, dtype))
+        gathered = tf.gather_nd(features, rows)
+        # A component no image selects is not run: oneDNN's Conv2D on an empty batch inside a
+        # tf.function returns the input's channel count (TF 2.21), so the branch is skipped.
+        compact = tf.cond(
+            tf.shape(rows)[0] > 0,
+            lambda: tf.cast(fine(gathered, training=False), dtype),
+            lambda: tf.zeros([0, len(parts.scatter.coarse_sets[k])], dtype),
+        )
+        scattered = parts.scatter.scatter(k, compact)
         b = tf.gather_nd(coarse_k, rows)
         weighted = tf.tensor_scatter_nd_add(weighted, rows, b[:, None] * scattered)
         weights = tf.tensor_scatter_nd_add(weights, rows, b)
@@ -242,7 +249,9 @@ class _ServingModule(tf.Module):
 
     def __init__(self, model: keras.Model):
         super().__init__(name=f"{model.name}_conditional")
-        self.model_variables = list(model.variables)
+        # the tf.Variables themselves (not Keras' wrappers), which the serving functions
+        # capture: a Session-based loader (TF Serving, saved_model_cli) restores them by name
+        self.model_variables = [v.value for v in model.variables]
         self.serve = _routing_function(model)
 
 
