@@ -255,3 +255,13 @@ def test_pipeline_runs_every_phase_and_resumes(tmp_path):
     again = hdcnn.fit("nin_cifar", "digits", **kwargs)
     assert block_file.stat().st_mtime_ns == stamp
     assert again.hierarchy == tree
+
+
+def test_the_hierarchy_phase_without_gamma_gives_the_disjoint_groups():
+    """gamma=None: the spectral-clustering groups alone (no overlap), a partition of the
+    classes (regression: the phase passed probabilities without gamma and always failed)."""
+    block = keras_apps.build("nin_cifar", input_shape=(32, 32, 1), classes=10, width=0.25)
+    tree = hdcnn.pipeline.hierarchy_from_building_block(block, "digits", 3, gamma=None, limit=200)
+    members = sorted(j for s in tree.coarse_sets for j in s)
+    assert members == list(range(10))  # every class in exactly one coarse category
+    assert len(tree.coarse_sets) == 3

@@ -96,8 +96,9 @@ def hierarchy_from_building_block(model, data, n_coarse, *, gamma=None, validati
         data_dir=data_dir, limit=limit, download=download,
     )
     confusion = confusion_matrix(probabilities, labels, num_classes=probabilities.shape[1])
-    tree = learn_hierarchy(confusion, n_coarse, gamma, probabilities=probabilities, labels=labels,
-                           seed=seed, class_names=list(info.class_names))
+    overlap = {} if gamma is None else {"probabilities": probabilities, "labels": labels}
+    tree = learn_hierarchy(confusion, n_coarse, gamma, seed=seed, class_names=list(info.class_names),
+                           **overlap)  # without gamma: the disjoint groups
     if folder is not None:
         folder.mkdir(parents=True, exist_ok=True)
         with atomic_file(folder / "confusion.npy", suffix=".npy") as tmp:
