@@ -34,3 +34,27 @@ __all__ = [
     "product_quantize",
     "reconstruct",
 ]
+
+# tfmot pruning / QAT / int8 TFLite (keras_apps.compression.optimize) and the Keras 3 ->
+# tf_keras bridge load tf_keras and tensorflow-model-optimization; they are imported on first
+# use, so `import keras_apps` stays as light as before.
+_LAZY = {
+    "optimize_model": "keras_apps.compression.optimize",
+    "prune_model": "keras_apps.compression.optimize",
+    "quantization_aware": "keras_apps.compression.optimize",
+    "qat_tflite": "keras_apps.compression.optimize",
+    "kernel_sparsity": "keras_apps.compression.optimize",
+    "zipped_size": "keras_apps.compression.optimize",
+    "to_tf_keras": "keras_apps.compression.tfmot_bridge",
+    "to_keras": "keras_apps.compression.tfmot_bridge",
+    "UnsupportedLayerError": "keras_apps.compression.tfmot_bridge",
+}
+__all__ += sorted(_LAZY)
+
+
+def __getattr__(name):
+    if name in _LAZY:
+        import importlib
+
+        return getattr(importlib.import_module(_LAZY[name]), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
