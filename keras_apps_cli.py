@@ -64,6 +64,7 @@ import json
 import logging
 import os
 import pathlib
+import re
 import sys
 import warnings
 
@@ -546,6 +547,35 @@ def _handler(func):
     return getattr(importlib.import_module(module), attr)
 
 
+#: Lines TensorFlow's C++ runtime writes while it loads, whatever TF_CPP_MIN_LOG_LEVEL says
+#: (TF 2.21 on a CPU with oneDNN: the oneDNN notice and abseil's pre-initialisation warning).
+_TF_LOAD_LINES = re.compile(r"^([IWE]\d{4} |WARNING: All log messages before absl::InitializeLog\(\))")
+#: Commands answered without TensorFlow.
+_LIGHT_COMMANDS = (None, "list", "info")
+
+
+def _import_tensorflow_quietly() -> None:
+    """Imports TensorFlow with file descriptor 2 captured, then writes the captured output
+    back without the load-time log lines (``_TF_LOAD_LINES``); anything else is kept."""
+    if "tensorflow" in sys.modules:
+        return
+    import tempfile
+
+    sys.stderr.flush()
+    saved = os.dup(2)
+    with tempfile.TemporaryFile() as capture:
+        os.dup2(capture.fileno(), 2)
+        try:
+            import tensorflow  # noqa: F401
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+            capture.seek(0)
+            for line in capture.read().decode(errors="replace").splitlines(keepends=True):
+                if not _TF_LOAD_LINES.match(line):
+                    sys.stderr.write(line)
+
+
 def main(argv=None) -> int:
     """Runs one command line; returns the exit status (0 ok, 2 user error, 130 Ctrl-C)."""
     argv = list(sys.argv[1:] if argv is None else argv)
@@ -555,6 +585,9 @@ def main(argv=None) -> int:
     args = None
     with _logging(verbose):
         try:
+            if not verbose and _command_name(argv) not in _LIGHT_COMMANDS and not \
+                    {"-h", "--help"} & set(before):
+                _import_tensorflow_quietly()
             args = build_parser(argv).parse_args(argv)
             prefix = f"{PROG} {args.command}"
             status = _handler(args.func)(args)

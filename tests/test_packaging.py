@@ -108,6 +108,11 @@ def _registered_in_sources() -> set:
                 name = func.attr if isinstance(func, ast.Attribute) else getattr(func, "id", "")
                 if name != "register_keras_serializable":
                     continue
+                root = func
+                while isinstance(root, ast.Attribute):
+                    root = root.value
+                if getattr(root, "id", "") == "tf_keras":
+                    continue  # tf_keras objects of the tfmot bridge, registered when it loads
                 kwargs = {k.arg: k.value.value for k in decorator.keywords
                           if isinstance(k.value, ast.Constant)}
                 args = [a.value for a in decorator.args if isinstance(a, ast.Constant)]

@@ -30,6 +30,10 @@ import tempfile
 
 import numpy as np
 
+#: Flags of saved_model_cli, the program this module runs (not keras-apps flags).
+FOREIGN_FLAGS = ("--dir", "--tag_set", "--signature_def", "--inputs", "--outdir", "--overwrite",
+                 "--input_exprs")
+
 __all__ = ["CliRun", "SavedModelCliError", "cli_arguments", "run_saved_model_cli"]
 
 #: One Python process running several ``saved_model_cli`` command lines (JSON on stdin).

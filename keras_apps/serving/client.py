@@ -44,6 +44,9 @@ from keras_apps.serving.signatures import (
     signatures,
 )
 
+#: Flags of docker, named in the deployment hint (not keras-apps flags).
+FOREIGN_FLAGS = ("--mount", "--name", "-p")
+
 __all__ = [
     "DEFAULT_INPUT_KEY",
     "DEFAULT_SIGNATURE",
