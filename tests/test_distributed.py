@@ -143,11 +143,11 @@ def test_two_workers_reach_the_weights_of_one_device(tmp_path, plain_reference):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("mode", ["growth"])
+@pytest.mark.parametrize("mode", ["growth", "hdcnn"])
 def test_the_methods_training_phases_run_on_two_workers(tmp_path, mode):
-    """Growth's fine-tuning (new layers at a learning-rate multiplier, two outputs) gives one
-    device's weights. (HD-CNN's fine-tuning runs on two workers too, but its coarse
-    consistency term's gradient does not yet match one device's: see the README.)"""
+    """Growth's fine-tuning (new layers at a learning-rate multiplier, two outputs) and
+    HD-CNN's global fine-tuning (its coarse consistency term, a function of the batch mean)
+    give one device's weights."""
     reference = tmp_path / "one"
     _one_device(reference, mode)
     run = tmp_path / "cluster"

@@ -265,3 +265,15 @@ def test_the_hierarchy_phase_without_gamma_gives_the_disjoint_groups():
     members = sorted(j for s in tree.coarse_sets for j in s)
     assert members == list(range(10))  # every class in exactly one coarse category
     assert len(tree.coarse_sets) == 3
+
+
+def test_the_consistency_loss_is_per_sample_so_keras_scales_it_like_any_loss():
+    """Keras scales per-sample losses by 1/replicas under tf.distribute but leaves a scalar
+    call result alone; the term's batch value is repeated per sample, and reduces to it."""
+    probs = np.array([[0.9, 0.1], [0.2, 0.8], [0.6, 0.4]], "float32")
+    loss = hdcnn.CoarseConsistencyLoss([0.25, 0.75], lam=5)
+    per_sample = np.asarray(loss.call(None, probs))
+    expected = 2.5 * np.sum((np.array([0.25, 0.75]) - probs.mean(0)) ** 2)
+    assert per_sample.shape == (3,)
+    np.testing.assert_allclose(per_sample, expected, rtol=1e-6)
+    assert float(loss(np.zeros(3), probs)) == pytest.approx(expected, rel=1e-6)

@@ -55,7 +55,10 @@ def coarse_consistency_loss(coarse_probs, targets, lam):
 @keras.saving.register_keras_serializable(package="keras_apps")
 class CoarseConsistencyLoss(keras.losses.Loss):
     """:func:`coarse_consistency_loss` as a Keras loss for the ``"coarse"`` output; the
-    labels passed with it are ignored. One value per batch (not per sample)."""
+    labels passed with it are ignored. The batch's value is repeated for every sample, so
+    Keras reduces it to that value and scales it for ``tf.distribute`` like any per-sample
+    loss (Keras leaves a scalar ``call`` result unscaled, which would count the term once per
+    replica)."""
 
     def __init__(self, targets, lam, name="coarse_consistency", **kwargs):
         kwargs.pop("reduction", None)
@@ -64,7 +67,8 @@ class CoarseConsistencyLoss(keras.losses.Loss):
         self.lam = _check_lam(lam)
 
     def call(self, y_true, y_pred):
-        return coarse_consistency_loss(y_pred, self.targets, self.lam)
+        value = coarse_consistency_loss(y_pred, self.targets, self.lam)
+        return ops.broadcast_to(value, ops.shape(y_pred)[:1])
 
     def get_config(self):
         config = super().get_config()

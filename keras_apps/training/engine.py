@@ -15,8 +15,10 @@ the number of replicas: the same data, seed and global batch give the same weigh
 device and on several workers (up to float reduction order), provided the model's forward
 pass does not depend on the replica's batch alone (``BatchNormalization`` normalises over the
 replica's slice unless built with ``synchronized=True``; dropout masks differ per replica).
-A loss that is a non-linear function of a batch statistic reads it with
-:func:`global_batch_mean`. Regularisation losses added by layers (``model.losses``) are summed
+The weighting relies on Keras scaling each compiled loss by 1/replicas, which it does for
+losses whose ``call`` returns per-sample values; a ``call`` returning one scalar is left
+unscaled by Keras, so a batch-level loss returns its value repeated per sample (HD-CNN's
+``CoarseConsistencyLoss``) and reads its batch statistic with :func:`global_batch_mean`. Regularisation losses added by layers (``model.losses``) are summed
 on every replica, as in ``Model.fit``.
 """
 
