@@ -471,3 +471,19 @@ def test_precision_accuracy_script_at_toy_size(tmp_path):
         tmp_path / "README.md").read_text()
     again = subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=900)
     assert again.stdout.count("done already") == 2  # resumable: finished runs are kept
+
+
+def test_evaluate_test_false_leaves_the_test_split_unread(tmp_path, monkeypatch):
+    splits = []
+    original = kdata.load
+
+    def recording(name, split="train", **kwargs):
+        splits.append(split)
+        return original(name, split, **kwargs)
+
+    monkeypatch.setattr(kdata, "load", recording)
+    result = training.fit(_tiny_classifier(), "digits", epochs=1, limit=128, output_dir=tmp_path,
+                          evaluate_test=False, verbose=0)
+    assert "test" not in result.metrics and "validation" in result.metrics
+    assert "test" not in json.loads((tmp_path / "metrics.json").read_text())
+    assert "test" not in splits and "train" in splits

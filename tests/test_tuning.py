@@ -310,7 +310,7 @@ def test_hdcnn_hypermodel_declares_its_space_and_refuses_hyperband(tmp_path):
 
 
 @pytest.mark.slow
-def test_hdcnn_search_runs_the_pipeline_per_trial(tmp_path):
+def test_hdcnn_search_runs_the_pipeline_per_trial(tmp_path, loads):
     hm = tuning.HDCNNHyperModel("nin_cifar", building_block_kwargs={"width": 0.25},
                                 space={"n_coarse": [2, 3], "gamma": [3.0, 5.0]})
     out = tmp_path / "hdcnn"
@@ -326,6 +326,8 @@ def test_hdcnn_search_runs_the_pipeline_per_trial(tmp_path):
         metrics = json.loads((trial / "metrics.json").read_text())
         assert row["objective"] == pytest.approx(metrics["finetune"]["validation"]["top1_accuracy"])
     assert sorted(result.best_model.output) == ["coarse", "predictions"]
+    # no phase of any trial read the test split: only the best model is scored on it, once
+    assert [call for call in loads if call[0] == "test"] == [("test", None)]
 
 
 # --- distributed: keras-tuner's chief and two workers on 127.0.0.1 -------------------------

@@ -227,6 +227,7 @@ def fit(
     output_dir="runs/hdcnn",
     overwrite: bool = False,
     verbose="auto",
+    evaluate_test: bool = True,
 ) -> HDCNNResult:
     """Runs the whole HD-CNN pipeline (module docstring) and returns an :class:`HDCNNResult`.
 
@@ -250,6 +251,7 @@ def fit(
         strategy: the ``tf.distribute`` strategy of every training phase (a name of
             :data:`keras_apps.training.STRATEGIES` or a strategy).
         output_dir: the run's folder; a finished run is kept unless ``overwrite``.
+        evaluate_test: False: no phase reads the test split (a hyperparameter search).
     """
     for key, value in (("block_epochs", block_epochs), ("fine_epochs", fine_epochs),
                        ("finetune_epochs", finetune_epochs)):
@@ -266,7 +268,7 @@ def fit(
         shutil.rmtree(output_dir)
     common = dict(batch_size=batch_size, validation_fraction=validation_fraction,
                   validation_seed=validation_seed, data_dir=data_dir, limit=limit, verbose=verbose,
-                  strategy=strategy, download=download)
+                  strategy=strategy, download=download, evaluate_test=evaluate_test)
     metrics = {}
 
     # 1. the building block
@@ -344,9 +346,11 @@ def fit(
                                             subset="validation", validation_fraction=validation_fraction,
                                             validation_seed=validation_seed, data_dir=data_dir,
                                             limit=limit, download=download, verbose=0),
-            "test": training.evaluate(model, data, data_dir=data_dir, limit=limit,
-                                      download=download, verbose=0),
         }
+        if evaluate_test:
+            metrics["finetune"]["test"] = training.evaluate(model, data, data_dir=data_dir,
+                                                            limit=limit, download=download,
+                                                            verbose=0)
     training.atomic_save_model(model, output_dir / "model.keras")
     training.atomic_write_text(output_dir / "metrics.json", json.dumps(metrics, indent=2) + "\n")
     return HDCNNResult(model, tree, metrics, output_dir)

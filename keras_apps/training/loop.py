@@ -476,6 +476,7 @@ def fit(
     callbacks=(),
     verbose="auto",
     overwrite: bool = False,
+    evaluate_test: bool = True,
 ) -> TrainResult:
     """Trains ``model`` on ``data`` and evaluates it.
 
@@ -515,6 +516,9 @@ def fit(
         steps_per_epoch: batches per epoch for an infinite training dataset.
         overwrite: train again into an ``output_dir`` that holds a finished run (or an
             interrupted one, starting afresh); without it a finished run is kept.
+        evaluate_test: False leaves the test split unread (``metrics.json`` has no ``test``
+            entry): a run that selects settings (a hyperparameter search trial) must not
+            see it.
 
     Re-running the same call after an interruption resumes from the last finished epoch
     with the same data order (a dataset name's batches depend only on the seed and the
@@ -746,7 +750,8 @@ def fit(
                 validation_fraction=validation_fraction, validation_seed=validation_seed,
                 **eval_args,
             )
-        results["test"] = evaluate(final, data, split=test_split, limit=limit, **eval_args)
+        if evaluate_test:
+            results["test"] = evaluate(final, data, split=test_split, limit=limit, **eval_args)
     elif val_ds is not None and not _class_id_targets(val_ds):
         # Not class ids (box targets, regression): the compiled loss and metrics are the score.
         scores = net.evaluate(val_ds, verbose=0, return_dict=True)

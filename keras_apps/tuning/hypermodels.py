@@ -400,6 +400,7 @@ class HDCNNHyperModel(keras_tuner.HyperModel):
             fine_learning_rate=args["learning_rate"],
             finetune_learning_rate=args.pop("learning_rate") / 10,
             output_dir=output_dir, overwrite=finished, verbose=verbose,
+            evaluate_test=False,  # a trial never reads the test split
             **args, **{**self.fit_kwargs, **kwargs},
         )
         validation = result.metrics["finetune"]["validation"]
