@@ -338,6 +338,22 @@ def _command_name(argv) -> str | None:
     return None
 
 
+def _data_flags(p: argparse.ArgumentParser, *, image_size_help="resize images, e.g. 32,32"):
+    """The data flags of ``train``, which every command that reads a dataset shares (``tune``,
+    ``optimize``): --data, --data-dir, --download, --image-size, --channels, --limit,
+    --validation-fraction."""
+    p.add_argument("--data", default="digits", help="dataset name (keras-apps datasets); default digits")
+    p.add_argument("--data-dir", default=None, help="where the dataset's files are")
+    p.add_argument("--download", action="store_true", help="download the dataset if it is missing")
+    p.add_argument("--image-size", type=_shape, default=None, help=image_size_help)
+    p.add_argument("--channels", type=int, choices=CHANNEL_CHOICES, default=None,
+                   help="deliver the images with 1 (BT.601 luma of RGB) or 3 (grey repeated) "
+                        "channels; default: the dataset's own")
+    p.add_argument("--limit", type=_positive_int, default=None, help="use only the first N images per split")
+    p.add_argument("--validation-fraction", type=_fraction, default=0.1,
+                   help="share of the training split held out for validation (default 0.1; 0: none)")
+
+
 def build_parser(argv=()) -> argparse.ArgumentParser:
     """The full parser; the plug-in named by the command word of ``argv`` (if any) is
     imported and registers its arguments, the others are listed by name and help only."""
@@ -369,9 +385,7 @@ def build_parser(argv=()) -> argparse.ArgumentParser:
 
     p = command("train", "train a registered model", "keras_apps.cli:train", RESUME_HINT)
     p.add_argument("name", help="registered model name (keras-apps list)")
-    p.add_argument("--data", default="digits", help="dataset name (keras-apps datasets); default digits")
-    p.add_argument("--data-dir", default=None, help="where the dataset's files are")
-    p.add_argument("--download", action="store_true", help="download the dataset if it is missing")
+    _data_flags(p)
     p.add_argument("--epochs", type=_positive_int, default=10)
     p.add_argument("--batch-size", type=_positive_int, default=64)
     p.add_argument("--strategy", choices=STRATEGIES, default="auto")
@@ -381,15 +395,8 @@ def build_parser(argv=()) -> argparse.ArgumentParser:
     p.add_argument("--learning-rate", type=float, default=0.05)
     p.add_argument("--weight-decay", type=float, default=5e-4)
     p.add_argument("--lr-schedule", choices=LR_SCHEDULES, default="cosine")
-    p.add_argument("--validation-fraction", type=_fraction, default=0.1,
-                   help="share of the training split held out for validation (default 0.1; 0: none)")
     p.add_argument("--trainable", default=None, metavar="PATTERN",
                    help="train only the layers matching this pattern, e.g. 'fc7*|fc8*'")
-    p.add_argument("--image-size", type=_shape, default=None, help="resize images, e.g. 32,32")
-    p.add_argument("--channels", type=int, choices=CHANNEL_CHOICES, default=None,
-                   help="deliver the images with 1 (BT.601 luma of RGB) or 3 (grey repeated) "
-                        "channels; default: the dataset's own")
-    p.add_argument("--limit", type=_positive_int, default=None, help="use only the first N images per split")
     p.add_argument("--width", type=float, default=None, help="width multiplier (NIN)")
     p.add_argument("--aux-logits", action="store_true",
                    help="train with auxiliary classifiers (GoogLeNet); the saved model has none")
@@ -554,10 +561,13 @@ _TF_LOAD_LINES = re.compile(r"^([IWE]\d{4} |WARNING: All log messages before abs
 _LIGHT_COMMANDS = (None, "list", "info")
 
 
-def _import_tensorflow_quietly() -> None:
-    """Imports TensorFlow with file descriptor 2 captured, then writes the captured output
-    back without the load-time log lines (``_TF_LOAD_LINES``); anything else is kept."""
+@contextlib.contextmanager
+def _tensorflow_load_lines_dropped():
+    """Runs the block with file descriptor 2 captured, then writes what it captured back
+    without TensorFlow's load-time log lines (``_TF_LOAD_LINES``); anything else is kept, in
+    order. Used around what may import TensorFlow first: a plug-in's import, the command."""
     if "tensorflow" in sys.modules:
+        yield
         return
     import tempfile
 
@@ -566,14 +576,16 @@ def _import_tensorflow_quietly() -> None:
     with tempfile.TemporaryFile() as capture:
         os.dup2(capture.fileno(), 2)
         try:
-            import tensorflow  # noqa: F401
+            yield
         finally:
+            sys.stderr.flush()
             os.dup2(saved, 2)
             os.close(saved)
             capture.seek(0)
             for line in capture.read().decode(errors="replace").splitlines(keepends=True):
                 if not _TF_LOAD_LINES.match(line):
                     sys.stderr.write(line)
+            sys.stderr.flush()
 
 
 def main(argv=None) -> int:
@@ -585,10 +597,11 @@ def main(argv=None) -> int:
     args = None
     with _logging(verbose):
         try:
-            if not verbose and _command_name(argv) not in _LIGHT_COMMANDS and not \
-                    {"-h", "--help"} & set(before):
-                _import_tensorflow_quietly()
-            args = build_parser(argv).parse_args(argv)
+            quiet = not verbose and _command_name(argv) not in _LIGHT_COMMANDS
+            with _tensorflow_load_lines_dropped() if quiet else contextlib.nullcontext():
+                args = build_parser(argv).parse_args(argv)  # may import a plug-in
+                if quiet:
+                    import tensorflow  # noqa: F401  (loaded here, its load lines dropped)
             prefix = f"{PROG} {args.command}"
             status = _handler(args.func)(args)
         except SystemExit as exit:

@@ -23,7 +23,7 @@ import argparse
 import os
 import pathlib
 
-from keras_apps_cli import CHANNEL_CHOICES, _fraction, _positive_float, _positive_int, _shape
+from keras_apps_cli import _data_flags, _positive_float, _positive_int
 
 __all__ = ["COMMANDS", "optimize", "register_optimize"]
 
@@ -49,16 +49,7 @@ def register_optimize(p: argparse.ArgumentParser) -> None:
     p.formatter_class = argparse.RawDescriptionHelpFormatter
     p.set_defaults(func=optimize)
     p.add_argument("model", metavar="NAME", help="registry name (keras-apps list) or a .keras file")
-    p.add_argument("--data", default="digits", help="dataset name (keras-apps datasets); default digits")
-    p.add_argument("--data-dir", default=None, help="where the dataset's files are")
-    p.add_argument("--download", action="store_true", help="download the dataset if it is missing")
-    p.add_argument("--image-size", type=_shape, default=None,
-                   help="resize images, e.g. 32,32 (a .keras file: default its input size)")
-    p.add_argument("--channels", type=int, choices=CHANNEL_CHOICES, default=None,
-                   help="deliver 1 or 3 channels; default: the dataset's own")
-    p.add_argument("--limit", type=_positive_int, default=None, help="use only the first N images per split")
-    p.add_argument("--validation-fraction", type=_fraction, default=0.1,
-                   help="share of the training split held out for validation (default 0.1; 0: none)")
+    _data_flags(p, image_size_help="resize images, e.g. 32,32 (a .keras file: default its input size)")
     p.add_argument("--prune", type=_sparsity, default=None, metavar="S",
                    help="prune the Conv2D/DepthwiseConv2D/Dense kernels to sparsity S, e.g. 0.5")
     p.add_argument("--qat", action="store_true", help="quantization-aware training, then int8 TFLite")

@@ -14,27 +14,13 @@ scale init). The same command with ``KERASTUNER_TUNER_ID``, ``KERASTUNER_ORACLE_
 from __future__ import annotations
 
 import argparse
-import copy
 import json
 
 COMMANDS = ("tune",)
 
-#: The ``train`` flags that ``tune`` shares (same names, types, defaults and help).
-DATA_FLAGS = ("--data", "--data-dir", "--download", "--batch-size", "--image-size", "--channels",
-              "--limit", "--validation-fraction", "--seed")
 TUNERS = ("random", "hyperband", "bayes")
 OBJECTIVES = ("val_top1", "val_loss")
 METHODS = ("hdcnn", "growth")
-
-
-def _train_actions() -> dict:
-    """The ``train`` subcommand's argparse actions by option string."""
-    from keras_apps_cli import build_parser
-
-    parser = build_parser(())
-    sub = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
-    return {option: action for action in sub.choices["train"]._actions
-            for option in action.option_strings}
 
 
 def _variants(text: str):
@@ -48,13 +34,13 @@ def _variants(text: str):
 
 def register_tune(p: argparse.ArgumentParser) -> None:
     """Keras Tuner search (random, hyperband, bayes) on the held-out validation split"""
-    from keras_apps_cli import _positive_int
+    from keras_apps_cli import _data_flags, _positive_int
 
     p.add_argument("name", help="registered model name (keras-apps list); with --method growth "
                                 "a trained .keras classifier")
-    actions = _train_actions()
-    for flag in DATA_FLAGS:
-        p._add_action(copy.copy(actions[flag]))
+    _data_flags(p)  # the data flags of `train`
+    p.add_argument("--batch-size", type=_positive_int, default=64)
+    p.add_argument("--seed", type=int, default=0)
     p.add_argument("--tuner", choices=TUNERS, default="random")
     p.add_argument("--max-trials", type=_positive_int, default=10)
     p.add_argument("--epochs", type=_positive_int, default=1,
