@@ -22,7 +22,7 @@ from keras_apps import data as kdata
 from keras_apps import export as kexport
 from keras_apps.compression import optimize as kopt
 from keras_apps.compression import tfmot_bridge
-from keras_apps.layers import LocalResponseNormalization
+from keras_apps.layers import DeformableConv2D, LocalResponseNormalization, SqueezeExcitation
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 
@@ -102,11 +102,13 @@ def _train_ds(digits, limit=None):
     ("resnet20_cifar", {}),
     ("nin_cifar", {"width": 0.25}),
     ("densenet_bc100_cifar", {}),
+    ("se_resnet18", {"input_shape": (32, 32, 3)}),  # SqueezeExcitation twins
 ])
 def test_bridge_matches_registered_models(name, kwargs):
-    model = keras_apps.build(name, input_shape=(16, 16, 1), classes=10, **kwargs)
+    kwargs = {"input_shape": (16, 16, 1), **kwargs}
+    model = keras_apps.build(name, classes=10, **kwargs)
     _perturb(model)
-    x = np.random.default_rng(1).normal(size=(3, 16, 16, 1)).astype(np.float32)
+    x = np.random.default_rng(1).normal(size=(3, *kwargs["input_shape"])).astype(np.float32)
     twin = tfmot_bridge.to_tf_keras(model)
     assert twin.__class__.__module__.startswith("tf_keras")
     assert [layer.name for layer in twin.layers] == [layer.name for layer in model.layers]
@@ -165,13 +167,44 @@ def test_bridge_layer_vocabulary_and_the_way_back(tmp_path):
     assert _max_diff(loaded(x, training=False), back(x, training=False)) == 0.0
 
 
+def _lrn_se_model():
+    inputs = keras.Input((12, 12, 3), name="image")
+    x = keras.layers.Conv2D(8, 3, activation="relu", name="conv1")(inputs)
+    x = LocalResponseNormalization(size=3, k=1.0, alpha=0.5, beta=0.75, name="norm1")(x)
+    x = SqueezeExcitation(reduction=2, name="se")(x)
+    x = keras.layers.GlobalAveragePooling2D(name="pool")(x)
+    return keras.Model(inputs, keras.layers.Dense(3, activation="softmax", name="fc")(x),
+                       name="with_lrn_se")
+
+
+def test_bridge_twins_of_lrn_and_squeeze_excitation_prune_but_refuse_qat():
+    """The twins compute the keras_apps layers' equations (large alpha: LRN really divides),
+    carry SE's weights; their models prune; QAT names the layer it has no scheme for."""
+    model = _lrn_se_model()
+    _perturb(model, seed=4)
+    x = np.random.default_rng(5).uniform(0, 2, (4, 12, 12, 3)).astype(np.float32)
+    twin = tfmot_bridge.to_tf_keras(model, sample=x)
+    assert type(twin.get_layer("norm1")) is tfmot_bridge.TFKerasLocalResponseNormalization
+    assert _max_diff(twin(x, training=False), model(x, training=False)) <= 1e-5
+    without = keras.Model(model.input, model.get_layer("fc")(model.get_layer("pool")(
+        model.get_layer("conv1").output)))
+    assert _max_diff(without(x), model(x)) > 1e-3  # the two layers change the output
+    labels = np.arange(len(x)) % 3
+    train = tf.data.Dataset.from_tensor_slices((x, labels)).batch(2)
+    pruned = kopt.prune_model(model, train, sparsity=0.5, epochs=2, sample=x)
+    kernel = pruned.get_layer("conv1").get_weights()[0]
+    assert abs(float(np.mean(kernel == 0)) - 0.5) <= 1.0 / kernel.size
+    with pytest.raises(tfmot_bridge.UnsupportedLayerError, match=r"'norm1'.*--int8"):
+        kopt.quantization_aware(model, train, epochs=1, sample=x)
+
+
 def test_bridge_names_an_unsupported_layer():
     inputs = keras.Input((16, 16, 3), name="image")
     x = keras.layers.Conv2D(4, 3, name="conv1")(inputs)
-    x = LocalResponseNormalization(name="norm1")(x)
+    x = DeformableConv2D(4, 3, name="dcn1")(x)
     x = keras.layers.GlobalAveragePooling2D()(x)
-    model = keras.Model(inputs, keras.layers.Dense(3)(x), name="with_lrn")
-    with pytest.raises(tfmot_bridge.UnsupportedLayerError, match=r"'norm1'.*LocalResponseNormalization"):
+    model = keras.Model(inputs, keras.layers.Dense(3)(x), name="with_dcn")
+    with pytest.raises(tfmot_bridge.UnsupportedLayerError, match=r"'dcn1'.*DeformableConv2D"):
         tfmot_bridge.to_tf_keras(model)
 
     inner = keras.Model(inputs, keras.layers.Conv2D(2, 1)(inputs), name="inner")
@@ -339,13 +372,13 @@ def test_cli_bad_input(trained, tmp_path, capsys):
     assert "nothing to do" in capsys.readouterr().err
 
     inputs = keras.Input((32, 32, 1), name="image")
-    x = LocalResponseNormalization(name="norm1")(keras.layers.Conv2D(4, 3, name="conv1")(inputs))
+    x = DeformableConv2D(4, 3, name="dcn1")(keras.layers.Conv2D(4, 3, name="conv1")(inputs))
     x = keras.layers.Dense(10, activation="softmax")(keras.layers.GlobalAveragePooling2D()(x))
-    lrn = tmp_path / "lrn.keras"
-    keras.Model(inputs, x, name="lrn").save(lrn)
-    assert keras_apps_cli.main(["optimize", str(lrn), "--prune", "0.5", "--output", out]) == 2
+    dcn = tmp_path / "dcn.keras"
+    keras.Model(inputs, x, name="dcn").save(dcn)
+    assert keras_apps_cli.main(["optimize", str(dcn), "--prune", "0.5", "--output", out]) == 2
     err = capsys.readouterr().err
-    assert "'norm1'" in err and "LocalResponseNormalization" in err and len(err.strip().splitlines()) == 1
+    assert "'dcn1'" in err and "DeformableConv2D" in err and len(err.strip().splitlines()) == 1
     assert not pathlib.Path(out).exists()
 
 

@@ -291,6 +291,12 @@ def quantization_aware(
     def annotate(layer):
         if isinstance(layer, tf_keras.layers.InputLayer):
             return layer
+        if isinstance(layer, tfmot_bridge.NO_QAT_TWINS):
+            raise tfmot_bridge.UnsupportedLayerError(
+                f"Quantization-aware training has no scheme for layer {layer.name!r} "
+                f"({type(layer).__name__}, a keras_apps layer) of {model.name!r}; prune it "
+                "(--prune) or convert it with post-training int8 (--int8) instead."
+            )
         if isinstance(layer, tfmot_bridge.TFKerasZeroPaddingShortcut):
             return quant.quantize_annotate_layer(layer, quantize_config=passthrough())
         return quant.quantize_annotate_layer(layer)  # tfmot's default 8-bit scheme

@@ -14,11 +14,14 @@ dropped only when they hold a neutral value such as None or False; anything else
 wires the same graph, copies every layer's weights by name and checks that both models give
 the same outputs (max |tf_keras - keras| <= :data:`TOLERANCE` * max(1, max |keras output|)).
 
-Supported layers (:data:`SUPPORTED_LAYERS`): what the suite's CNNs use, and
-:class:`keras_apps.layers.ZeroPaddingShortcut` (the CIFAR ResNets' option-A shortcut), which
-has the weightless tf_keras twin :class:`TFKerasZeroPaddingShortcut`. Any other layer (LRN,
-deformable convolution, HD-CNN's layers, a nested model, ...) is one
-:class:`UnsupportedLayerError` naming the layer and its class.
+Supported layers (:data:`SUPPORTED_LAYERS`): what the suite's CNNs use, and three
+keras_apps layers with tf_keras twins: :class:`keras_apps.layers.ZeroPaddingShortcut` (the
+CIFAR ResNets' option-A shortcut, :class:`TFKerasZeroPaddingShortcut`),
+``LocalResponseNormalization`` (AlexNet, GoogLeNet; :class:`TFKerasLocalResponseNormalization`)
+and ``SqueezeExcitation`` (SE-ResNets; :class:`TFKerasSqueezeExcitation`, same weights). Any
+other layer (deformable convolution, ``L2NormalizeScale`` of grown networks, a nested model
+such as HD-CNN's components, ...) is one :class:`UnsupportedLayerError` naming the layer and
+its class.
 
 The way back, :func:`to_keras`, copies the tf_keras weights (e.g. after ``strip_pruning``)
 into a fresh Keras 3 model of the original architecture (``keras.models.clone_model``), so
@@ -38,6 +41,9 @@ __all__ = [
     "BridgeMismatchError",
     "SUPPORTED_LAYERS",
     "TOLERANCE",
+    "NO_QAT_TWINS",
+    "TFKerasLocalResponseNormalization",
+    "TFKerasSqueezeExcitation",
     "TFKerasZeroPaddingShortcut",
     "UnsupportedLayerError",
     "check_supported",
@@ -106,8 +112,80 @@ class TFKerasZeroPaddingShortcut(tf_keras.layers.Layer):
         return {**super().get_config(), "filters": self.filters, "strides": self.strides}
 
 
+@tf_keras.saving.register_keras_serializable(package="keras_apps_tf_keras")
+class TFKerasLocalResponseNormalization(tf_keras.layers.Layer):
+    """tf_keras twin of :class:`keras_apps.layers.LocalResponseNormalization` (Krizhevsky et
+    al. 2012, Sec. 3.3): ``b_i = a_i / (k + alpha sum_j a_j^2)^beta`` over the ``size``
+    channels around i (the window cut at the edges). No weights."""
+
+    def __init__(self, size: int = 5, k: float = 2.0, alpha: float = 1e-4, beta: float = 0.75,
+                 **kwargs):
+        super().__init__(**kwargs)
+        self.size, self.k, self.alpha, self.beta = int(size), float(k), float(alpha), float(beta)
+
+    def call(self, inputs):
+        channels = inputs.shape[-1]
+        radius = self.size // 2
+        squared = tf.pad(tf.square(inputs), [[0, 0], [0, 0], [0, 0], [radius, radius]])
+        window_sum = tf.add_n([squared[..., offset:offset + channels] for offset in range(self.size)])
+        return inputs / tf.pow(self.k + self.alpha * window_sum, self.beta)
+
+    def compute_output_shape(self, input_shape):
+        return tf.TensorShape(input_shape)
+
+    def get_config(self):
+        return {**super().get_config(), "size": self.size, "k": self.k, "alpha": self.alpha,
+                "beta": self.beta}
+
+
+@tf_keras.saving.register_keras_serializable(package="keras_apps_tf_keras")
+class TFKerasSqueezeExcitation(tf_keras.layers.Layer):
+    """tf_keras twin of :class:`keras_apps.layers.SqueezeExcitation` (Hu et al. 2018, Eq. 2-4):
+    ``x * sigmoid(W2 relu(W1 mean_ij(x) + b1) + b2)``, with the same four weights in the same
+    order (reduce kernel and bias, expand kernel and bias), so weights copy across. Its
+    kernels are not pruned (tfmot prunes Conv2D/DepthwiseConv2D/Dense layers)."""
+
+    def __init__(self, reduction: int = 16, kernel_initializer="glorot_uniform", **kwargs):
+        super().__init__(**kwargs)
+        self.reduction = int(reduction)
+        self.kernel_initializer = tf_keras.initializers.get(kernel_initializer)
+
+    def build(self, input_shape):
+        channels = int(input_shape[-1])
+        self.units = max(1, channels // self.reduction)
+        self.reduce_kernel = self.add_weight(name="reduce_kernel", shape=(channels, self.units),
+                                             initializer=self.kernel_initializer)
+        self.reduce_bias = self.add_weight(name="reduce_bias", shape=(self.units,),
+                                           initializer="zeros")
+        self.expand_kernel = self.add_weight(name="expand_kernel", shape=(self.units, channels),
+                                             initializer=self.kernel_initializer)
+        self.expand_bias = self.add_weight(name="expand_bias", shape=(channels,),
+                                           initializer="zeros")
+        super().build(input_shape)
+
+    def call(self, inputs):
+        squeezed = tf.reduce_mean(inputs, axis=(1, 2))
+        hidden = tf.nn.relu(tf.matmul(squeezed, self.reduce_kernel) + self.reduce_bias)
+        gates = tf.sigmoid(tf.matmul(hidden, self.expand_kernel) + self.expand_bias)
+        return inputs * gates[:, None, None, :]
+
+    def compute_output_shape(self, input_shape):
+        return tf.TensorShape(input_shape)
+
+    def get_config(self):
+        return {**super().get_config(), "reduction": self.reduction,
+                "kernel_initializer": tf_keras.initializers.serialize(self.kernel_initializer)}
+
+
 #: Registered names of keras_apps layers -> their tf_keras twins.
-_TWINS = {"keras_apps>ZeroPaddingShortcut": TFKerasZeroPaddingShortcut}
+_TWINS = {
+    "keras_apps>ZeroPaddingShortcut": TFKerasZeroPaddingShortcut,
+    "keras_apps>LocalResponseNormalization": TFKerasLocalResponseNormalization,
+    "keras_apps>SqueezeExcitation": TFKerasSqueezeExcitation,
+}
+#: Twins tfmot's quantization-aware training has no scheme for (their non-linear outputs
+#: would need their own fake-quant ranges): pruning and post-training int8 take them.
+NO_QAT_TWINS = (TFKerasLocalResponseNormalization, TFKerasSqueezeExcitation)
 
 
 # ------------------------------------------------------------------------------ Keras 3 -> tf_keras
