@@ -221,6 +221,22 @@ def _fraction(text: str) -> float:
     return value
 
 
+def _open_fraction(expected: str):
+    """An argparse type for a number strictly between 0 and 1; a bad value is the error
+    ``expected <expected>, got '<text>'``."""
+
+    def parse(text: str) -> float:
+        try:
+            value = float(text)
+        except ValueError:
+            value = -1.0
+        if not 0.0 < value < 1.0:
+            raise argparse.ArgumentTypeError(f"expected {expected}, got {text!r}")
+        return value
+
+    return parse
+
+
 def _formats(text: str) -> tuple:
     formats = tuple(f for f in text.split(",") if f)
     unknown = [f for f in formats if f not in EXPORT_FORMATS]

@@ -23,24 +23,12 @@ import argparse
 import os
 import pathlib
 
-from keras_apps_cli import _data_flags, _positive_float, _positive_int
+from keras_apps_cli import _data_flags, _open_fraction, _positive_float, _positive_int
 
 __all__ = ["COMMANDS", "optimize", "register_optimize"]
 
 #: The top-level command of this plug-in (``keras-apps optimize``).
 COMMANDS = ("optimize",)
-
-
-def _sparsity(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        value = -1.0
-    if not 0.0 < value < 1.0:
-        raise argparse.ArgumentTypeError(
-            f"expected a target sparsity 0 < S < 1 such as 0.5, got {text!r}"
-        )
-    return value
 
 
 def register_optimize(p: argparse.ArgumentParser) -> None:
@@ -50,7 +38,8 @@ def register_optimize(p: argparse.ArgumentParser) -> None:
     p.set_defaults(func=optimize)
     p.add_argument("model", metavar="NAME", help="registry name (keras-apps list) or a .keras file")
     _data_flags(p, image_size_help="resize images, e.g. 32,32 (a .keras file: default its input size)")
-    p.add_argument("--prune", type=_sparsity, default=None, metavar="S",
+    p.add_argument("--prune", type=_open_fraction("a target sparsity 0 < S < 1 such as 0.5"),
+                   default=None, metavar="S",
                    help="prune the Conv2D/DepthwiseConv2D/Dense kernels to sparsity S, e.g. 0.5")
     p.add_argument("--qat", action="store_true", help="quantization-aware training, then int8 TFLite")
     p.add_argument("--int8", action="store_true", help="post-training int8 TFLite (baseline and pruned)")

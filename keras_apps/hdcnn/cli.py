@@ -35,7 +35,8 @@ import os
 import pathlib
 import time
 
-from keras_apps_cli import STRATEGIES, _global_options, _non_negative_float, _positive_float, _positive_int
+from keras_apps_cli import (STRATEGIES, _global_options, _non_negative_float, _open_fraction,
+                            _positive_float, _positive_int)
 
 __all__ = ["register", "run"]
 
@@ -67,19 +68,6 @@ def _epochs(text: str) -> int:
         value = -1
     if value < 0:
         raise argparse.ArgumentTypeError(f"expected an integer >= 0 (0 skips the phase), got {text!r}")
-    return value
-
-
-def _open_fraction(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        value = -1.0
-    if not 0.0 < value < 1.0:
-        raise argparse.ArgumentTypeError(
-            f"expected a fraction 0 < F < 1 such as 0.1 (the held-out part the hierarchy is "
-            f"learned on), got {text!r}"
-        )
     return value
 
 
@@ -149,7 +137,9 @@ def register(parser: argparse.ArgumentParser) -> None:
                    help="phase 1 (default 0.05); phases 4 and 5 default to it and a tenth of it")
     p.add_argument("--fine-learning-rate", type=_positive_float, default=None)
     p.add_argument("--finetune-learning-rate", type=_positive_float, default=None)
-    p.add_argument("--validation-fraction", type=_open_fraction, default=0.1,
+    held_out = _open_fraction("a fraction 0 < F < 1 such as 0.1 (the held-out part the hierarchy "
+                              "is learned on)")
+    p.add_argument("--validation-fraction", type=held_out, default=0.1,
                    help="held-out share of the training split: validation and the hierarchy's "
                         "confusion matrix (default 0.1)")
     p.add_argument("--validation-seed", type=int, default=0)

@@ -206,7 +206,7 @@ def _build(model: keras.Model, strategy: tf.distribute.Strategy, dataset: tf.dat
         model.reset_metrics()
 
 
-def _epoch_iterator(dataset: tf.data.Dataset, steps: int):
+def _restarts_each_epoch(dataset: tf.data.Dataset, steps: int) -> bool:
     """Whether each epoch starts a new pass over ``dataset`` (a finite dataset of at most
     ``steps`` batches) or continues one iterator (an infinite stream, as the named datasets'
     training pipelines are)."""
@@ -243,7 +243,7 @@ def run_epochs(
         list(callbacks), add_history=False, add_progbar=verbose != 0, verbose=verbose,
         epochs=epochs, steps=steps_per_epoch, model=model,
     )
-    restart_each_epoch = _epoch_iterator(train, steps_per_epoch)
+    restart_each_epoch = _restarts_each_epoch(train, steps_per_epoch)
     distributed_train = distribute(strategy, train)
     distributed_validation = distribute(strategy, validation) if validation is not None else None
     iterator = None if restart_each_epoch else iter(distributed_train)
